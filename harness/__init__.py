@@ -1,0 +1,1 @@
+"""nixos-deploy-harness: real QEMU VMs, the NixOS backdoor, deploy-rs scenarios."""

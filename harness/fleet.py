@@ -1,0 +1,174 @@
+"""A fleet: the machines of one test network, their VLAN switches, booted together and
+snapshotted together. Declared with FleetSpec/NodeSpec; the image decides the start scripts."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Mapping
+
+from .images import micro
+from .vm import Machine, MachineError, VdeSwitch
+
+PRISTINE = "ndh-pristine"
+
+
+def state_root() -> str:
+    """Where fleets keep sockets, disks and logs: `$NDH_STATE_DIR`, else /tmp (short paths)."""
+    return os.environ.get("NDH_STATE_DIR", "/tmp")
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    vlans: tuple[int, ...] = (1,)
+    memory_mb: int = 128
+    allow_reboot: bool = False
+    forward_ports: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class FleetSpec:
+    """A network of nodes. Hashable: the plugin boots one fleet per spec and reuses it."""
+
+    name: str
+    nodes: Mapping[str, NodeSpec] = field(hash=False)
+    image: str = "micro"
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.image, tuple(sorted(self.nodes.items()))))
+
+    def node_numbers(self) -> dict[str, int]:
+        """The NixOS test framework's numbering: alphabetical position, from 1."""
+        return {name: number for number, name in enumerate(sorted(self.nodes), 1)}
+
+    def addresses(self) -> dict[str, str]:
+        """Each node's address on its first VLAN, as /etc/hosts lists it."""
+        numbers = self.node_numbers()
+        return {
+            name: f"192.168.{spec.vlans[0]}.{numbers[name]}"
+            for name, spec in self.nodes.items()
+            if spec.vlans
+        }
+
+
+class Fleet:
+    def __init__(
+        self,
+        spec: FleetSpec,
+        *,
+        accel: str = "tcg",
+        base_dir: Path | None = None,
+        keep: bool = False,
+        boot_timeout: float = 300,
+        progress: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        if spec.image != "micro":
+            raise ValueError(f"fleet {spec.name}: unknown image {spec.image!r} (known: 'micro')")
+        self.spec = spec
+        self.accel = accel
+        self.keep = keep
+        self.progress = progress
+        # Unix socket paths must stay under 108 bytes: keep the state tree short, in /tmp.
+        self.state_dir = Path(base_dir) if base_dir else Path(
+            tempfile.mkdtemp(prefix=f"ndh-{spec.name[:12]}-", dir=state_root())
+        )
+        self.switches: dict[int, VdeSwitch] = {}
+        self.machines: dict[str, Machine] = {}
+        self.boot_timeout = boot_timeout
+        self.snapshots_supported = True
+
+    def __getitem__(self, name: str) -> Machine:
+        try:
+            return self.machines[name]
+        except KeyError:
+            raise KeyError(
+                f"fleet {self.spec.name} has no node {name!r} (nodes: {', '.join(sorted(self.machines))})"
+            ) from None
+
+    def __iter__(self) -> Iterator[Machine]:
+        return iter(self.machines.values())
+
+    def boot(self) -> None:
+        """Start every switch and machine; machines boot in parallel."""
+        started = time.monotonic()
+        try:
+            image = micro.ensure_micro_image(self.progress)
+            vlans = sorted({v for node in self.spec.nodes.values() for v in node.vlans})
+            for number in vlans:
+                switch = VdeSwitch(number, self.state_dir / f"vde{number}.ctl", leash=not self.keep)
+                switch.start()
+                self.switches[number] = switch
+            numbers = self.spec.node_numbers()
+            hosts = self.spec.addresses()
+            for name in sorted(self.spec.nodes):
+                node = self.spec.nodes[name]
+                node_dir = self.state_dir / name
+                script = micro.write_start_script(
+                    node_dir,
+                    image,
+                    micro.MicroNode(name, numbers[name], node.vlans, hosts, node.memory_mb),
+                )
+                self.machines[name] = Machine(
+                    name,
+                    script,
+                    node_dir,
+                    vlans={v: self.switches[v].socket_dir for v in node.vlans},
+                    allow_reboot=node.allow_reboot,
+                    accel=self.accel,
+                    forward_ports=node.forward_ports,
+                    boot_timeout=self.boot_timeout,
+                    leash=not self.keep,
+                )
+            self.progress(f"booting {len(self.machines)} node(s) of fleet {self.spec.name} ({self.accel})")
+            for machine in self.machines.values():
+                machine.launch()
+            for machine in self.machines.values():
+                machine.connect()
+        except BaseException:
+            self.close()
+            raise
+        self.progress(f"fleet {self.spec.name} up in {time.monotonic() - started:.1f} s")
+
+    def snapshot(self, name: str) -> None:
+        for machine in self.machines.values():
+            machine.snapshot(name)
+
+    def restore(self, name: str) -> None:
+        for machine in self.machines.values():
+            machine.restore(name)
+
+    def reset(self) -> None:
+        """Back to the state right after boot: restore the pristine snapshot, restarting any
+        machine a test stopped (its disk keeps the snapshot)."""
+        for machine in self.machines.values():
+            if not machine.booted:
+                machine.start()
+            machine.restore(PRISTINE)
+
+    def note(self, text: str) -> None:
+        for machine in self.machines.values():
+            machine.note(text)
+
+    def close(self) -> None:
+        """Kill every machine and switch (teardown: no clean shutdown needed, disks are scratch)."""
+        errors = []
+        for machine in self.machines.values():
+            try:
+                machine.close()
+            except MachineError as exc:
+                errors.append(exc)
+        for switch in self.switches.values():
+            switch.stop()
+        if not self.keep:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+        if errors:
+            raise errors[0]
+
+    def pids(self) -> list[int]:
+        pids = [m.pid for m in self.machines.values() if m.pid]
+        pids += [s.pid for s in self.switches.values() if s.pid]
+        return pids
+

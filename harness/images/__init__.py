@@ -1,0 +1,1 @@
+"""Where start scripts come from: the micro image (Debian packages) and NixOS nodes (Nix)."""

@@ -1,0 +1,248 @@
+"""The micro image: a Debian cloud kernel and a busybox + bash initramfs that speaks the NixOS
+backdoor protocol, built from Debian packages on first use and cached by its inputs.
+
+Each node gets a generated start script with the `run-<name>-vm` interface of NixOS's
+qemu-vm.nix, so the engine drives a micro node and a NixOS node through the same code path.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from . import debian, kmod
+from .cachedir import cache_root, locked
+
+KERNEL_METAPACKAGE = "linux-image-cloud-amd64"
+GUEST_FILES = Path(__file__).with_name("micro_guest")
+# virtio transport, the backdoor console, VLAN NICs and the persistent disk.
+MODULES = ["virtio_pci", "virtio_console", "virtio_net", "virtio_blk"]
+DISK_SIZE_MB = 64
+QBOOT = Path("/usr/share/qemu/qboot.rom")
+# Bump when the build recipe changes in a way the inputs below do not capture.
+RECIPE_VERSION = "1"
+
+
+class MicroImageError(RuntimeError):
+    """The micro image could not be built."""
+
+
+@dataclass(frozen=True)
+class MicroImage:
+    directory: Path
+    kernel: Path
+    initrd: Path
+    base_disk: Path
+    bios: Path | None
+    inputs: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class MicroNode:
+    """What one micro node's start script bakes in (a NixOS node has these in its system)."""
+
+    name: str
+    number: int
+    vlans: Sequence[int] = ()
+    hosts: Mapping[str, str] | None = None  # host name -> address for /etc/hosts
+    memory_mb: int = 128
+
+
+def image_inputs() -> dict[str, str]:
+    """Everything the image is built from; the cache key is their hash."""
+    guest = hashlib.sha256()
+    for path in sorted(GUEST_FILES.iterdir()):
+        guest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    kernel_package = debian.resolve_dependency(KERNEL_METAPACKAGE, "linux-image-")
+    return {
+        "recipe": RECIPE_VERSION,
+        "kernel_package": kernel_package,
+        "kernel_version": debian.candidate_version(kernel_package),
+        "busybox_static": debian.installed_version("busybox-static"),
+        "bash_static": debian.installed_version("bash-static"),
+        "qboot": "yes" if QBOOT.exists() else "no",
+        "guest_files": guest.hexdigest(),
+    }
+
+
+def image_dir(inputs: Mapping[str, str]) -> Path:
+    key = hashlib.sha256(json.dumps(dict(inputs), sort_keys=True).encode()).hexdigest()[:16]
+    return cache_root() / "micro-image" / key
+
+
+def ensure_micro_image(progress: Callable[[str], None] = lambda _: None) -> MicroImage:
+    """The cached micro image for the current inputs, building it first if needed."""
+    inputs = image_inputs()
+    directory = image_dir(inputs)
+    with locked(directory.parent / ".build.lock"):
+        if not (directory / "manifest.json").exists():
+            progress(f"building the micro image in {directory} (once per set of inputs)")
+            _build(directory, inputs, progress)
+    return load(directory)
+
+
+def load(directory: Path) -> MicroImage:
+    manifest = json.loads((directory / "manifest.json").read_text())
+    bios = manifest.get("bios")
+    return MicroImage(
+        directory=directory,
+        kernel=directory / "vmlinuz",
+        initrd=directory / "initrd",
+        base_disk=directory / "disk-base.qcow2",
+        bios=Path(bios) if bios else None,
+        inputs=manifest["inputs"],
+    )
+
+
+def _build(directory: Path, inputs: Mapping[str, str], progress: Callable[[str], None]) -> None:
+    for tool in ("cpio", "mke2fs", "qemu-img"):
+        if shutil.which(tool) is None:
+            raise MicroImageError(f"building the micro image needs `{tool}`: run ci/bootstrap")
+    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=directory.parent))
+    try:
+        progress(f"downloading {inputs['kernel_package']} {inputs['kernel_version']}")
+        kernel_root = debian.download_and_unpack(inputs["kernel_package"], staging / "kernel")
+        vmlinuz = next((kernel_root / "boot").glob("vmlinuz-*"))
+        shutil.copy(vmlinuz, staging / "vmlinuz")
+        progress("assembling the initramfs")
+        _write_initramfs(staging / "initrd", kernel_root, staging / "tree")
+        progress("formatting the persistent disk template")
+        _write_base_disk(staging / "disk-base.qcow2", staging / "disk.raw")
+        manifest = {"inputs": dict(inputs), "bios": str(QBOOT) if QBOOT.exists() else None}
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        shutil.rmtree(staging / "kernel")
+        shutil.rmtree(staging / "tree")
+        (staging / "disk.raw").unlink()
+        if directory.exists():
+            shutil.rmtree(directory)
+        staging.rename(directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _write_initramfs(target: Path, kernel_root: Path, tree: Path) -> None:
+    for sub in ("bin", "etc", "proc", "sys", "dev", "run", "tmp", "root", "persist"):
+        (tree / sub).mkdir(parents=True, exist_ok=True)
+    shutil.copy("/bin/busybox", tree / "bin" / "busybox")
+    shutil.copy("/bin/bash-static", tree / "bin" / "bash")
+    applets = subprocess.run(
+        [str(tree / "bin" / "busybox"), "--list"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    for applet in applets:
+        if not (tree / "bin" / applet).exists():
+            (tree / "bin" / applet).symlink_to("busybox")
+    shutil.copy(GUEST_FILES / "init", tree / "init")
+    for name in ("inittab", "backdoor", "rc.shutdown"):
+        shutil.copy(GUEST_FILES / name, tree / "etc" / name)
+
+    modules_dir = next((kernel_root / "lib" / "modules").iterdir())
+    index = kmod.module_index(modules_dir)
+    order = kmod.load_order(MODULES, index)
+    (tree / "lib" / "modules").mkdir(parents=True)
+    for name in order:
+        shutil.copy(index[name], tree / "lib" / "modules" / f"{name}.ko")
+    (tree / "etc" / "modules.load").write_text("".join(f"{name}\n" for name in order))
+
+    # Uncompressed and reproducible: the kernel unpacks it fastest, and its hash is stable.
+    files = sorted(str(p.relative_to(tree)) for p in tree.rglob("*"))
+    for rel in files:
+        os.utime(tree / rel, (0, 0), follow_symlinks=False)
+    with open(target, "wb") as out:
+        subprocess.run(
+            ["cpio", "--quiet", "-o", "-H", "newc", "--reproducible", "-R", "0:0"],
+            input="\n".join(["."] + files).encode(),
+            cwd=tree,
+            stdout=out,
+            check=True,
+        )
+
+
+def _write_base_disk(target: Path, raw: Path) -> None:
+    with open(raw, "wb") as handle:
+        handle.truncate(DISK_SIZE_MB * 1024 * 1024)
+    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", "persist", str(raw)], check=True)
+    subprocess.run(["qemu-img", "convert", "-q", "-O", "qcow2", str(raw), str(target)], check=True)
+
+
+def mac_address(vlan: int, node: int) -> str:
+    """The NixOS test framework's MAC scheme (qemu-common.nix qemuNicMac)."""
+    return f"52:54:00:12:{vlan:02x}:{node:02x}"
+
+
+def kernel_params(node: MicroNode) -> str:
+    hosts = ",".join(f"{name}={addr}" for name, addr in sorted((node.hosts or {}).items()))
+    params = [
+        "console=ttyS0",
+        "panic=1",
+        "quiet",
+        f"ndh.name={node.name}",
+        f"ndh.node={node.number}",
+        f"ndh.vlans={','.join(str(v) for v in node.vlans)}",
+    ]
+    if hosts:
+        params.append(f"ndh.hosts={hosts}")
+    return " ".join(params)
+
+
+def start_script_text(image: MicroImage, node: MicroNode, qemu: str = "qemu-system-x86_64") -> str:
+    """A `run-<name>-vm` script: appends "$@", honours NIX_DISK_IMAGE, TMPDIR + USE_TMPDIR,
+    QEMU_OPTS, QEMU_NET_OPTS, QEMU_KERNEL_PARAMS and QEMU_VDE_SOCKET_<n> like qemu-vm.nix's."""
+    q = shlex.quote
+    vlan_args = "".join(
+        f" \\\n    -device virtio-net-pci,netdev=vlan{v},mac={mac_address(v, node.number)}"
+        f" -netdev vde,id=vlan{v},sock=\"$QEMU_VDE_SOCKET_{v}\""
+        for v in node.vlans
+    )
+    vlan_checks = "".join(
+        f'if [ -z "${{QEMU_VDE_SOCKET_{v}:-}}" ]; then\n'
+        f'  echo "run-{node.name}-vm: QEMU_VDE_SOCKET_{v} is not set (VLAN {v})" >&2; exit 1\nfi\n'
+        for v in node.vlans
+    )
+    bios = f" \\\n    -bios {q(str(image.bios))}" if image.bios else ""
+    return f"""#!/usr/bin/env bash
+# run-{node.name}-vm: the micro image as node {node.number} ({node.name}), generated by
+# nixos-deploy-harness with the interface of NixOS's qemu-vm.nix start scripts.
+set -e
+
+NIX_DISK_IMAGE=$(readlink -f "${{NIX_DISK_IMAGE:-./{node.name}.qcow2}}")
+if ! test -e "$NIX_DISK_IMAGE"; then
+  qemu-img create -q -f qcow2 -F qcow2 -b {q(str(image.base_disk))} "$NIX_DISK_IMAGE"
+fi
+
+if [ -z "${{TMPDIR:-}}" ] || [ -z "${{USE_TMPDIR:-}}" ]; then
+  TMPDIR=$(mktemp -d nix-vm.XXXXXXXXXX --tmpdir)
+fi
+{vlan_checks}cd "$TMPDIR"
+
+exec {q(qemu)} \\
+    -name {q(node.name)} \\
+    -m {node.memory_mb} \\
+    -smp 1 \\
+    -nodefaults{bios} \\
+    -kernel {q(str(image.kernel))} \\
+    -initrd {q(str(image.initrd))} \\
+    -append {q(kernel_params(node))}" $QEMU_KERNEL_PARAMS" \\
+    -drive file="$NIX_DISK_IMAGE",if=none,id=disk0,format=qcow2,cache=writeback,werror=report \\
+    -device virtio-blk-pci,drive=disk0 \\
+    -device virtio-net-pci,netdev=user.0 \\
+    -netdev user,id=user.0${{QEMU_NET_OPTS:+,$QEMU_NET_OPTS}}{vlan_args} \\
+    $QEMU_OPTS \\
+    "$@"
+"""
+
+
+def write_start_script(directory: Path, image: MicroImage, node: MicroNode) -> Path:
+    """Write `<directory>/bin/run-<name>-vm` and return its path."""
+    path = directory / "bin" / f"run-{node.name}-vm"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(start_script_text(image, node))
+    path.chmod(0o755)
+    return path

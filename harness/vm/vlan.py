@@ -1,0 +1,68 @@
+"""A VLAN: one `vde_switch` in hub mode, as the NixOS test driver runs it (vlan.py upstream).
+Its stdin is a pipe we hold: vde_switch exits by itself when that closes, so a switch never
+outlives the process that started it."""
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from . import process
+
+
+class VdeSwitchError(RuntimeError):
+    pass
+
+
+class VdeSwitch:
+    def __init__(self, number: int, socket_dir: Path, leash: bool = True) -> None:
+        self.number = number
+        self.socket_dir = Path(socket_dir)
+        self.leash = leash
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 10) -> None:
+        self.socket_dir.parent.mkdir(parents=True, exist_ok=True)
+        argv = ["vde_switch", "--sock", str(self.socket_dir), "--dirmode", "0700", "--hub"]
+        if not self.leash:
+            # Left running for the user: no stdin to close, so it runs as a daemon.
+            argv += ["--daemon", "--pidfile", str(self.socket_dir) + ".pid"]
+        try:
+            self.process = process.spawn(
+                argv,
+                leash=self.leash,
+                stdin=subprocess.PIPE if self.leash else subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        except FileNotFoundError as exc:
+            raise VdeSwitchError("vde_switch is not installed (Debian: vde2); run ci/bootstrap") from exc
+        deadline = time.monotonic() + timeout
+        while not (self.socket_dir / "ctl").exists():
+            if self.leash and self.process.poll() is not None:
+                raise VdeSwitchError(f"vde_switch for VLAN {self.number} exited with {self.process.returncode}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise VdeSwitchError(f"vde_switch for VLAN {self.number} made no socket in {timeout} s")
+            time.sleep(0.005)
+
+    @property
+    def pid(self) -> int | None:
+        if self.leash:
+            return self.process.pid if self.process and self.process.poll() is None else None
+        try:
+            return int((Path(str(self.socket_dir) + ".pid")).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.leash:
+            if self.process.stdin:
+                self.process.stdin.close()  # vde_switch cleans up and exits on EOF
+            if not process.wait_for_exit(self.process, 2):
+                process.kill(self.process)
+            else:
+                process.stop(self.process)
+        self.process = None
