@@ -1,0 +1,278 @@
+"""The Forgejo workflows: offline schema validation and the rules read from the YAML."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = REPO / ".forgejo" / "workflows"
+NAMES = ["build", "check", "deploy", "nightly"]
+CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
+PULL_REQUEST_EVENTS = {"pull_request", "pull_request_target"}
+
+
+def load(name):
+    return yaml.safe_load((WORKFLOWS / f"{name}.yml").read_text())
+
+
+def triggers(workflow):
+    # YAML 1.1 reads the bare key `on` as the boolean True.
+    on = workflow.get("on", workflow.get(True))
+    if isinstance(on, str):
+        return {on: None}
+    if isinstance(on, list):
+        return {event: None for event in on}
+    return on
+
+
+def steps(workflow):
+    for job_id, job in workflow["jobs"].items():
+        for step in job.get("steps", []):
+            yield job_id, step
+
+
+def validate(path):
+    if not CHECK_JSONSCHEMA.exists():
+        pytest.skip(f"check-jsonschema is not installed next to {sys.executable}")
+    return subprocess.run(
+        [str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.github-workflows", str(path)],
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+# --- schema ---------------------------------------------------------------------------
+
+def test_exactly_the_four_workflows_exist():
+    assert sorted(p.stem for p in WORKFLOWS.glob("*.y*ml")) == NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_workflow_validates_against_the_github_workflow_schema(name):
+    proc = validate(WORKFLOWS / f"{name}.yml")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def dump(workflow, path):
+    """Write a workflow back as YAML, restoring the `on` key that YAML 1.1 read as True."""
+    workflow = {("on" if key is True else key): value for key, value in workflow.items()}
+    path.write_text(yaml.safe_dump(workflow, sort_keys=False))
+    return path
+
+
+def test_the_schema_check_can_fail(tmp_path):
+    control = validate(dump(load("deploy"), tmp_path / "control.yml"))
+    assert control.returncode == 0, control.stdout  # the round trip itself is fine
+    broken = load("deploy")
+    del broken["jobs"]["deploy"]["runs-on"]
+    proc = validate(dump(broken, tmp_path / "broken.yml"))
+    assert proc.returncode != 0
+    assert "'runs-on' is a required property" in proc.stdout
+
+
+# --- deploy only from main and test-*, never from pull requests -------------------------
+
+def test_deploy_triggers_are_push_to_main_and_test_branches_and_dispatch():
+    on = triggers(load("deploy"))
+    assert set(on) == {"push", "workflow_dispatch"}
+    assert sorted(on["push"]["branches"]) == ["main", "test-*"]
+    assert on["workflow_dispatch"]["inputs"]["boot"]["type"] == "boolean"
+    assert on["workflow_dispatch"]["inputs"]["boot"]["default"] is False
+
+
+def test_deploy_job_waits_for_the_build_and_skips_pull_requests():
+    jobs = load("deploy")["jobs"]
+    deploy = jobs["deploy"]
+    assert {"plan", "build"} <= set(deploy["needs"])
+    for event in PULL_REQUEST_EVENTS:
+        assert f"github.event_name != '{event}'" in deploy["if"]
+    assert "needs.plan.outputs.deploy == 'true'" in deploy["if"]
+    assert "needs.plan.outputs.deploy == 'true'" in jobs["build"]["if"]
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "deploy"])
+def test_no_other_workflow_deploys(name):
+    text = (WORKFLOWS / f"{name}.yml").read_text()
+    for _, step in steps(load(name)):
+        command = step.get("run", "")
+        assert "deploy-plan" not in command and "needs-reboot" not in command
+        assert not re.search(r"(^|[\s;&|])deploy\s", command), command
+    assert "DEPLOY_SSH_KEY" not in text
+
+
+def test_build_and_check_run_on_pull_requests_so_renovate_can_wait_for_them():
+    for name in ("build", "check"):
+        on = triggers(load(name))
+        assert "pull_request" in on and "push" in on
+
+
+# --- the secret ------------------------------------------------------------------------
+
+def test_deploy_key_secret_appears_only_in_the_deploy_job():
+    for name in NAMES:
+        workflow = load(name)
+        for job_id, job in workflow["jobs"].items():
+            mentions = json.dumps(job).count("DEPLOY_SSH_KEY")
+            if (name, job_id) == ("deploy", "deploy"):
+                assert mentions >= 1
+            else:
+                assert mentions == 0, f"{name}.yml job {job_id} mentions DEPLOY_SSH_KEY"
+        outside_jobs = {k: v for k, v in workflow.items() if k != "jobs"}
+        assert "secrets." not in json.dumps(outside_jobs, default=str)
+        assert "secrets: inherit" not in (WORKFLOWS / f"{name}.yml").read_text()
+
+
+def test_the_secret_is_only_in_the_env_of_the_step_that_loads_it():
+    deploy = load("deploy")["jobs"]["deploy"]
+    assert "secrets." not in json.dumps(deploy.get("env", {}))
+    holders = [s for s in deploy["steps"] if "secrets." in json.dumps(s)]
+    assert len(holders) == 1
+    assert holders[0]["env"] == {"DEPLOY_SSH_KEY": "${{ secrets.DEPLOY_SSH_KEY }}"}
+    assert "secrets." not in holders[0]["run"]  # read from the environment, not pasted in
+
+
+# --- schedule, concurrency, nightly artifacts ---------------------------------------------
+
+def test_nightly_has_a_schedule_and_manual_dispatch():
+    on = triggers(load("nightly"))
+    assert "workflow_dispatch" in on
+    crons = [entry["cron"] for entry in on["schedule"]]
+    assert crons and all(len(cron.split()) == 5 for cron in crons)
+
+
+def test_nightly_runs_the_readme_command_on_a_kvm_runner_and_uploads_artifacts():
+    job = load("nightly")["jobs"]["scenarios"]
+    assert "kvm" in job["runs-on"]
+    commands = [s.get("run", "") for s in job["steps"]]
+    assert any(c.strip() == "./ci/bootstrap" for c in commands)
+    pytest_line = next(c for c in commands if ".venv/bin/pytest scenarios/" in c)
+    assert "--junitxml=artifacts/" in pytest_line and "--vm-artifacts artifacts/" in pytest_line
+    upload = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact"))
+    assert upload["uses"] == "actions/upload-artifact@v3"
+    assert upload["if"] == "always()"
+    assert upload["with"]["path"].startswith("artifacts")
+
+
+def test_one_deploy_at_a_time_and_never_cancelled():
+    concurrency = load("deploy")["concurrency"]
+    # A constant group: main and every test-* branch share it (they touch the same hosts).
+    assert concurrency["group"] and "${{" not in concurrency["group"]
+    assert concurrency["cancel-in-progress"] is False
+
+
+# --- hygiene: nothing user-controlled is pasted into a shell ---------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_expression_is_interpolated_into_a_run_script(name):
+    for job_id, step in steps(load(name)):
+        assert "${{" not in step.get("run", ""), f"{name}.yml {job_id}: pass values via env"
+
+
+def test_build_matrix_comes_from_determine_hosts():
+    jobs = load("build")["jobs"]
+    assert "ci/determine-hosts --all --github-output hosts" in jobs["determine-hosts"]["steps"][-1]["run"]
+    assert jobs["build"]["strategy"]["matrix"]["host"] == "${{ fromJSON(needs.determine-hosts.outputs.hosts) }}"
+    assert jobs["build"]["needs"] == "determine-hosts"
+
+
+# --- the deploy workflow's own commands, run for real -------------------------------------
+# Each run: script of deploy.yml is executed with bash as the runner would, in a copy
+# of a fleet-shaped flake (real nix eval), with ${{ }} values given as env; `deploy`
+# is a recording stand-in on PATH.
+
+EXPRESSIONS = {"${{ inputs.boot }}": "BOOT", "${{ steps.reboot.outputs.needs-reboot }}": "REBOOT"}
+
+
+def run_step(job, step_id_or_name, workdir, env, values):
+    step = next(s for s in job["steps"] if step_id_or_name in (s.get("id"), s.get("name")))
+    step_env = {}
+    for source in (job.get("env", {}), step.get("env", {})):
+        for key, value in source.items():
+            assert value in EXPRESSIONS, f"unknown expression {value!r} in the test's table"
+            step_env[key] = values.get(EXPRESSIONS[value], "")
+    return subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+                          cwd=workdir, env={**env, **step_env}, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def deploy_checkout(tmp_path, contract_flake, fake_bin, real_nix):
+    """A checkout-like directory: a fleet-shaped flake plus this repository's ci/."""
+    os.symlink(REPO / "ci", contract_flake / "ci")
+    record = tmp_path / "deploy-calls"
+    fake_bin("deploy", f'printf "%s|%s\\n" "${{HOMELAB_DEPLOY_TEST_HOST:-}}" "$*" >> "{record}"\n')
+    # `nix shell --inputs-from . deploy-rs --command ...` needs the real deploy-rs input
+    # (network): the stand-in checks that form and runs the command with `deploy`
+    # above on PATH; every other nix call goes to the real nix.
+    fake_bin("nix", f"""\
+        if [ "$1" = shell ]; then
+          [ "$2 $3 $4 $5" = "--inputs-from . deploy-rs --command" ] || {{ echo "unexpected: $*" >&2; exit 99; }}
+          shift 5
+          exec "$@"
+        fi
+        exec {real_nix} "$@"
+        """)
+    output = tmp_path / "github-output"
+    output.touch()
+    env = {**os.environ, "PATH": fake_bin.env_path, "GITHUB_OUTPUT": str(output)}
+    return contract_flake, env, record, output
+
+
+@pytest.mark.parametrize(
+    "branch, event, values, expected",
+    [
+        ("main", "push", {}, "|--skip-checks ."),
+        ("main", "push", {"REBOOT": "true"}, "|--skip-checks --boot ."),
+        ("main", "workflow_dispatch", {"BOOT": "true", "REBOOT": ""}, "|--skip-checks --boot ."),
+        ("test-Niko", "push", {}, "Niko|--skip-checks .#Niko.test -- --impure"),
+    ],
+)
+def test_deploy_workflow_steps_plan_and_run_the_right_command(deploy_checkout, branch, event, values, expected):
+    workdir, env, record, output = deploy_checkout
+    env = {**env, "GITHUB_REF_NAME": branch, "GITHUB_EVENT_NAME": event}
+    jobs = load("deploy")["jobs"]
+    plan = run_step(jobs["plan"], "plan", workdir, env, values)
+    assert plan.returncode == 0, plan.stderr
+    assert "deploy=true" in output.read_text().splitlines()
+    deployed = run_step(jobs["deploy"], "Deploy", workdir, env, values)
+    assert deployed.returncode == 0, deployed.stderr
+    assert record.read_text().splitlines() == [expected]
+
+
+@pytest.mark.parametrize("branch", ["test-Unknown", "test-Template", "test-Niko;id"])
+def test_deploy_workflow_fails_for_an_unknown_test_host_and_deploys_nothing(deploy_checkout, branch):
+    workdir, env, record, output = deploy_checkout
+    env = {**env, "GITHUB_REF_NAME": branch, "GITHUB_EVENT_NAME": "push"}
+    jobs = load("deploy")["jobs"]
+    plan = run_step(jobs["plan"], "plan", workdir, env, {})
+    assert plan.returncode == 1
+    assert "nothing deployed" in plan.stderr
+    assert output.read_text() == ""  # no deploy=true for the later jobs to act on
+    deployed = run_step(jobs["deploy"], "Deploy", workdir, env, {})
+    assert deployed.returncode == 1
+    assert not record.exists()
+
+
+def test_deploy_workflow_dispatched_on_another_branch_plans_nothing(deploy_checkout):
+    workdir, env, record, output = deploy_checkout
+    env = {**env, "GITHUB_REF_NAME": "feature", "GITHUB_EVENT_NAME": "workflow_dispatch"}
+    plan = run_step(load("deploy")["jobs"]["plan"], "plan", workdir, env, {"BOOT": "false"})
+    assert plan.returncode == 0, plan.stderr
+    assert "deploy=false" in output.read_text().splitlines()
+
+
+@pytest.mark.parametrize("branch", ["main", "test-Niko"])
+def test_deploy_workflow_build_job_checks_and_builds_with_real_nix(deploy_checkout, nix_build_env, branch):
+    workdir, env, record, output = deploy_checkout
+    env = {**env, **nix_build_env, "GITHUB_REF_NAME": branch, "GITHUB_EVENT_NAME": "push"}
+    build = load("deploy")["jobs"]["build"]
+    for step in build["steps"]:
+        if "run" not in step:
+            continue  # actions/checkout
+        proc = run_step(build, step["name"], workdir, env, {})
+        assert proc.returncode == 0, f"{step['name']}: {proc.stderr}"
+    assert not record.exists()  # the build job never deploys
