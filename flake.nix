@@ -1,0 +1,106 @@
+{
+  description = "Homelab NixOS fleet, deployed with deploy-rs (push-based, magic rollback)";
+
+  inputs = {
+    # Current stable release branch (26.11 is not released yet; 25.11 reached end of life in June 2026).
+    nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
+
+    # Needs upstream PR #385 ("fix: eliminate activation confirmation race", approved and merged
+    # after 2026-09-01):
+    # before it, activate-rs created the canary before watching it, so a fast deployer could
+    # confirm too early and the host rolled back a deploy that had succeeded. No revision
+    # containing the merge could be pinned where this flake was written (no network); the
+    # first `nix flake lock` takes master's head, which has it. Check the locked revision:
+    #   git -C <deploy-rs clone> merge-base --is-ancestor <merge commit of #385> <locked rev>
+    # and record it here as `github:serokell/deploy-rs/<rev>` (README, "First lock").
+    deploy-rs = {
+      url = "github:serokell/deploy-rs";
+      inputs.nixpkgs.follows = "nixpkgs";
+    };
+  };
+
+  outputs = { self, nixpkgs, deploy-rs, ... }:
+    let
+      # Platform of the deployer, the checks and the dev shell. Hosts pick their own
+      # (nixpkgs.hostPlatform in hosts/common.nix).
+      system = "x86_64-linux";
+
+      # One folder per host under hosts/; adding a folder adds the host (README, "Adding a host").
+      hostEntries = builtins.readDir ./hosts;
+      hostNames = builtins.filter (name: hostEntries.${name} == "directory")
+        (builtins.attrNames hostEntries);
+
+      mkHost = name: nixpkgs.lib.nixosSystem { modules = [ ./hosts/${name} ]; };
+
+      # HOMELAB_DEPLOY_TEST_HOST is read with getEnv, which returns "" under pure evaluation.
+      # `deploy .` and `nix flake check` evaluate purely, so only the main profiles exist for
+      # them; the test profile needs `HOMELAB_DEPLOY_TEST_HOST=<Host> deploy .#<Host>.test --
+      # --impure` (README, "Deploying").
+      deployNodes = import ./lib/deploy-nodes.nix {
+        activate = hostSystem: deploy-rs.lib.${hostSystem}.activate;
+        testHost = builtins.getEnv "HOMELAB_DEPLOY_TEST_HOST";
+      };
+
+      pkgs = nixpkgs.legacyPackages.${system};
+    in
+    {
+      nixosConfigurations = builtins.listToAttrs
+        (map (name: { inherit name; value = mkHost name; }) hostNames);
+
+      deploy = deployNodes self.nixosConfigurations;
+
+      nixosModules = {
+        default = ./modules;
+        deploy-user = ./users/deploy;
+        nix-cache = ./modules/common/nix-cache.nix;
+        harmonia = ./modules/services/harmonia;
+        monitoring = ./modules/services/monitoring;
+      };
+
+      packages.${system}.nixos-generation-exporter =
+        pkgs.callPackage ./modules/services/monitoring/exporter-package.nix { };
+
+      checks.${system} =
+        # deploy-rs's own: the deploy output matches its schema, every profile is activatable.
+        deploy-rs.lib.${system}.deployChecks self.deploy
+        // {
+          # Builds the exporter, which runs shellcheck on it.
+          nixos-generation-exporter = self.packages.${system}.nixos-generation-exporter;
+
+          # The main deploy command must only ever see `system` profiles.
+          main-deploy-profiles =
+            let
+              offending = builtins.filter
+                (name: builtins.attrNames self.deploy.nodes.${name}.profiles != [ "system" ])
+                (builtins.attrNames self.deploy.nodes);
+            in
+            if offending == [ ] then pkgs.runCommand "main-deploy-profiles" { } "touch $out"
+            else throw "deploy.nodes has profiles other than `system` on: ${toString offending} (was HOMELAB_DEPLOY_TEST_HOST set with --impure?)";
+        };
+
+      devShells.${system}.default = pkgs.mkShell {
+        packages = [
+          deploy-rs.packages.${system}.default
+          (pkgs.python3.withPackages (ps: with ps; [
+            pytest
+            pexpect
+            pytest-xdist
+            pytest-testinfra
+            tenacity
+            prometheus-client
+            jsonschema
+            pyyaml
+          ]))
+          pkgs.check-jsonschema
+          pkgs.qemu
+          pkgs.vde2
+          pkgs.openssh
+          pkgs.shellcheck
+        ];
+        # Import the in-repo harness without installing it.
+        shellHook = ''
+          export PYTHONPATH="$PWD''${PYTHONPATH:+:$PYTHONPATH}"
+        '';
+      };
+    };
+}

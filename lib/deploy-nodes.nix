@@ -1,0 +1,113 @@
+# Generates deploy-rs's `deploy` output from a set of NixOS configurations.
+#
+#   import ./lib/deploy-nodes.nix { activate, testHost ? "" } nixosConfigurations
+#     => { nodes = { <Host> = <deploy-rs node>; ... }; }
+#
+# Arguments
+#   activate      system -> { nixos, custom }: deploy-rs's activation functions for a platform,
+#                 i.e. `system: deploy-rs.lib.${system}.activate`. Passed in (not imported) so this
+#                 file evaluates with builtins alone: the tests call it with mocks, no nixpkgs.
+#   testHost      "" (or null) for the main deploy. A host name asks for a test-branch deploy of
+#                 that one host. flake.nix passes `builtins.getEnv "HOMELAB_DEPLOY_TEST_HOST"`,
+#                 which is always "" under pure evaluation, so `deploy .` can never see it.
+#   nixosConfigurations
+#                 attrset of evaluated NixOS systems. Each is read through `config`:
+#                   homelab.users.deploy.enable          only hosts with the deploy user are nodes
+#                   homelab.deploy.{targetHost, sshUser, sshOpts, magicRollback, autoRollback,
+#                     confirmTimeout, activationTimeout, tempPath, fastConnection}
+#                   nixpkgs.hostPlatform.system          picks the activation functions
+#                   system.build.toplevel                what the test profile activates
+#
+# Result
+#   main deploy : every deployable host is a node with exactly one profile, `system`
+#                 (activate.nixos: switch-to-configuration switch, or boot with `deploy --boot`).
+#   test deploy : only the requested host, with exactly one profile, `test`: activate.custom
+#                 running `switch-to-configuration test` on the toplevel. Its profilePath is the
+#                 system profile, so deploy-rs's `nix-env --set` adds generation N+1 there (and
+#                 magic/auto rollback can undo it) while the boot loader keeps booting N.
+#
+# Deploy-rs schema: interface.json in serokell/deploy-rs (node: hostname + generic settings +
+# profiles; profile: path, profilePath).
+{ activate, testHost ? "" }:
+nixosConfigurations:
+let
+  requestedTestHost = if testHost == null then "" else testHost;
+
+  hasDeployUser = nixos: nixos.config.homelab.users.deploy.enable or false;
+
+  allNames = builtins.attrNames nixosConfigurations;
+  deployableNames = builtins.filter (name: hasDeployUser nixosConfigurations.${name}) allNames;
+  undeployableNames = builtins.filter (name: !hasDeployUser nixosConfigurations.${name}) allNames;
+
+  activationFor = nixos: activate nixos.config.nixpkgs.hostPlatform.system;
+
+  # Settings shared by both kinds of node; deploy-rs merges node settings into each profile.
+  nodeSettings = nixos:
+    let d = nixos.config.homelab.deploy; in
+    {
+      hostname = d.targetHost;
+      sshUser = d.sshUser;
+      user = "root";
+      sshOpts = d.sshOpts;
+      magicRollback = d.magicRollback;
+      autoRollback = d.autoRollback;
+      confirmTimeout = d.confirmTimeout;
+      # deploy-rs ignores its --temp-path flag (DESIGN.md §6): the flake value is the one used,
+      # and the deploy user's sudo rule for removing the canary is generated from the same option.
+      tempPath = d.tempPath;
+      fastConnection = d.fastConnection;
+    }
+    // (if d.activationTimeout == null then { } else { activationTimeout = d.activationTimeout; });
+
+  systemProfile = nixos: {
+    path = (activationFor nixos).nixos nixos;
+  };
+
+  testProfile = nixos: {
+    path =
+      ((activationFor nixos).custom // {
+        # `deploy --dry-activate`: show what `test` would restart, change nothing.
+        dryActivate = "$PROFILE/bin/switch-to-configuration dry-activate";
+        # `deploy --boot` would make a test branch the boot default: refuse, loudly.
+        boot = ''
+          echo "homelab: a test-<hostname> deploy never changes the boot loader; deploy from main for --boot" >&2
+          exit 1
+        '';
+      })
+        nixos.config.system.build.toplevel
+        ''
+          # Same working directory as deploy-rs's activate.nixos (nixpkgs issue 73404).
+          cd /tmp
+          $PROFILE/bin/switch-to-configuration test
+        '';
+    profilePath = "/nix/var/nix/profiles/system";
+  };
+
+  listNames = names: if names == [ ] then "(none)" else builtins.concatStringsSep ", " names;
+
+  unknownTestHost = throw ''
+    HOMELAB_DEPLOY_TEST_HOST="${requestedTestHost}" is not a deployable host.
+    Deployable hosts (homelab.users.deploy.enable = true): ${listNames deployableNames}
+    Hosts without the deploy user: ${listNames undeployableNames}
+    Use the part of the branch name after "test-", spelled exactly as the host folder under hosts/.'';
+
+  mainNodes = builtins.listToAttrs (map
+    (name:
+      let nixos = nixosConfigurations.${name}; in
+      {
+        inherit name;
+        value = nodeSettings nixos // { profiles.system = systemProfile nixos; };
+      })
+    deployableNames);
+
+  testNodes =
+    if builtins.elem requestedTestHost deployableNames then
+      let nixos = nixosConfigurations.${requestedTestHost}; in
+      {
+        ${requestedTestHost} = nodeSettings nixos // { profiles.test = testProfile nixos; };
+      }
+    else unknownTestHost;
+in
+{
+  nodes = if requestedTestHost == "" then mainNodes else testNodes;
+}

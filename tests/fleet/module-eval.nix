@@ -1,0 +1,114 @@
+# Evaluates homelab modules (or whole host folders) with nixpkgs' lib but without nixpkgs: the
+# NixOS options our modules and hosts touch are declared here, with NixOS's defaults where they
+# are read. Used by test_fleet_modules.py when
+# NIXPKGS_LIB points at a nixpkgs `lib` directory.
+#
+#   import ./module-eval.nix { lib = import <nixpkgs lib>; modules = [ ... ]; harmoniaShape = "cache"; }
+#     => { config; failedAssertions; warnings; }
+{ lib, modules, harmoniaShape ? "cache" }:
+let
+  inherit (lib) mkOption types;
+
+  fakeDerivation = name: {
+    type = "derivation";
+    inherit name;
+    outPath = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-${name}";
+  };
+
+  # Only what our modules call.
+  pkgs = {
+    bashInteractive = fakeDerivation "bash-interactive-5.2";
+    coreutils = fakeDerivation "coreutils-9.5";
+    nix = fakeDerivation "nix-2.28";
+    callPackage = file: args: fakeDerivation "called-${baseNameOf (toString file)}";
+    writeShellScript = name: text: fakeDerivation name;
+  };
+
+  option = type: default: mkOption { inherit type default; };
+  lines = mkOption { type = types.listOf types.str; default = [ ]; };
+  raws = mkOption { type = types.listOf types.raw; default = [ ]; };
+
+  harmoniaOptions = {
+    cache = {
+      package = option types.raw (fakeDerivation "harmonia");
+      cache = {
+        enable = option types.bool false;
+        signKeyPath = option (types.nullOr types.path) null;
+        signKeyPaths = option (types.listOf types.path) [ ];
+        settings = option (types.attrsOf types.anything) { };
+      };
+    };
+    flat-list = {
+      enable = option types.bool false;
+      signKeyPath = option (types.nullOr types.path) null;
+      signKeyPaths = option (types.listOf types.path) [ ];
+      settings = option (types.attrsOf types.anything) { };
+    };
+    flat-single = {
+      enable = option types.bool false;
+      signKeyPath = option (types.nullOr types.path) null;
+      settings = option (types.attrsOf types.anything) { };
+    };
+  }.${harmoniaShape};
+
+  # Namespaces our modules set but never read are free-form attrsets. (A top-level freeformType
+  # would recurse: every `mkIf cfg.enable` would have to be decided before `config` exists.)
+  anything = option (types.attrsOf types.anything) { };
+
+  nixosStub = {
+    options = {
+      assertions = raws;
+      warnings = lines;
+      # NixOS elaborates the platform; deploy-nodes.nix reads .system.
+      nixpkgs.hostPlatform = mkOption {
+        type = types.raw;
+        default = "x86_64-linux";
+        apply = platform: if builtins.isString platform then { system = platform; } else platform;
+      };
+      system.build.toplevel = option types.str "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-stub";
+      networking.hostName = option types.str "nixos";
+      networking.firewall.allowedTCPPorts = mkOption { type = types.listOf types.port; default = [ ]; };
+      boot.loader.efi.efiSysMountPoint = option types.str "/boot";
+      boot.loader.efi.canTouchEfiVariables = option types.bool false;
+      boot.loader.systemd-boot.enable = option types.bool false;
+      boot.loader.systemd-boot.xbootldrMountPoint = option (types.nullOr types.str) null;
+      fileSystems = anything;
+      users.users = anything;
+      users.groups = anything;
+      security.sudo.enable = option types.bool true;
+      security.sudo.extraRules = raws;
+      nix.package = option types.raw pkgs.nix;
+      nix.settings = mkOption {
+        type = types.submodule {
+          freeformType = types.attrsOf types.anything;
+          options = {
+            substituters = lines;
+            trusted-public-keys = lines;
+            trusted-users = lines;
+            experimental-features = lines;
+          };
+        };
+        default = { };
+      };
+      services.harmonia = harmoniaOptions;
+      services.nginx = anything;
+      services.openssh = anything;
+      services.prometheus = anything;
+      systemd.services = anything;
+      systemd.timers = anything;
+      systemd.paths = anything;
+      systemd.tmpfiles.rules = lines;
+      system.activationScripts = anything;
+      system.stateVersion = option types.str "26.05";
+    };
+    config._module.args.pkgs = pkgs;
+  };
+
+  evaluated = lib.evalModules { modules = [ nixosStub ] ++ modules; };
+  inherit (evaluated) config;
+in
+{
+  inherit config;
+  failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) config.assertions);
+  inherit (config) warnings;
+}
