@@ -8,7 +8,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Iterator, Mapping, Protocol, Union
 
 from .images import micro
 from .vm import Machine, MachineError, VdeSwitch
@@ -29,13 +29,26 @@ class NodeSpec:
     forward_ports: tuple[int, ...] = ()
 
 
+class Image(Protocol):
+    """Where a fleet's start scripts come from (besides the built-in "micro" image). Must be
+    hashable (a frozen dataclass): fleets are reused per spec."""
+
+    def start_scripts(
+        self, spec: "FleetSpec", state_dir: Path, progress: Callable[[str], None]
+    ) -> dict[str, Path]:
+        """One `run-<name>-vm` script per node of `spec`, built or written under `state_dir`.
+        VLAN sockets are passed to the scripts as QEMU_VDE_SOCKET_<n> for each VLAN the
+        node's NodeSpec lists."""
+        ...
+
+
 @dataclass(frozen=True)
 class FleetSpec:
     """A network of nodes. Hashable: the plugin boots one fleet per spec and reuses it."""
 
     name: str
     nodes: Mapping[str, NodeSpec] = field(hash=False)
-    image: str = "micro"
+    image: Union[str, Image] = "micro"
 
     def __hash__(self) -> int:
         return hash((self.name, self.image, tuple(sorted(self.nodes.items()))))
@@ -65,7 +78,7 @@ class Fleet:
         boot_timeout: float = 300,
         progress: Callable[[str], None] = lambda _: None,
     ) -> None:
-        if spec.image != "micro":
+        if isinstance(spec.image, str) and spec.image != "micro":
             raise ValueError(f"fleet {spec.name}: unknown image {spec.image!r} (known: 'micro')")
         self.spec = spec
         self.accel = accel
@@ -95,22 +108,16 @@ class Fleet:
         """Start every switch and machine; machines boot in parallel."""
         started = time.monotonic()
         try:
-            image = micro.ensure_micro_image(self.progress)
+            scripts = self._start_scripts()
             vlans = sorted({v for node in self.spec.nodes.values() for v in node.vlans})
             for number in vlans:
                 switch = VdeSwitch(number, self.state_dir / f"vde{number}.ctl", leash=not self.keep)
                 switch.start()
                 self.switches[number] = switch
-            numbers = self.spec.node_numbers()
-            hosts = self.spec.addresses()
             for name in sorted(self.spec.nodes):
                 node = self.spec.nodes[name]
                 node_dir = self.state_dir / name
-                script = micro.write_start_script(
-                    node_dir,
-                    image,
-                    micro.MicroNode(name, numbers[name], node.vlans, hosts, node.memory_mb),
-                )
+                script = scripts[name]
                 self.machines[name] = Machine(
                     name,
                     script,
@@ -131,6 +138,21 @@ class Fleet:
             self.close()
             raise
         self.progress(f"fleet {self.spec.name} up in {time.monotonic() - started:.1f} s")
+
+    def _start_scripts(self) -> dict[str, Path]:
+        if not isinstance(self.spec.image, str):
+            return self.spec.image.start_scripts(self.spec, self.state_dir, self.progress)
+        image = micro.ensure_micro_image(self.progress)
+        numbers = self.spec.node_numbers()
+        hosts = self.spec.addresses()
+        return {
+            name: micro.write_start_script(
+                self.state_dir / name,
+                image,
+                micro.MicroNode(name, numbers[name], node.vlans, hosts, node.memory_mb),
+            )
+            for name, node in self.spec.nodes.items()
+        }
 
     def snapshot(self, name: str) -> None:
         for machine in self.machines.values():
