@@ -246,3 +246,8 @@ def write_start_script(directory: Path, image: MicroImage, node: MicroNode) -> P
     path.write_text(start_script_text(image, node))
     path.chmod(0o755)
     return path
+
+
+if __name__ == "__main__":  # `python -m harness.images.micro`: build (or find) the image
+    built = ensure_micro_image(lambda text: print(f"micro image: {text}", flush=True))
+    print(f"micro image: ready in {built.directory}")

@@ -1,0 +1,17 @@
+"""Ten VM tests shaped like deploy checks: guest CPU work (a checksum of random data, as a
+closure copy or an activation costs), a write to the persistent disk, a snapshot restore."""
+import pytest
+
+from harness.fleet import FleetSpec, NodeSpec
+
+SUITE = FleetSpec("bench-suite", {"node": NodeSpec(vlans=())})
+
+
+@pytest.mark.fleet(SUITE)
+@pytest.mark.parametrize("case", range(10))
+def test_guest_work(fleet, case):
+    node = fleet["node"]
+    digest = node.succeed(f"head -c 6000000 /dev/urandom | tee /persist/blob{case} | sha256sum")
+    assert node.succeed(f"sha256sum /persist/blob{case}") .split()[0] == digest.split()[0]
+    node.fail("test -e /persist/blob-from-an-earlier-test")
+    node.succeed("touch /persist/blob-from-an-earlier-test")
