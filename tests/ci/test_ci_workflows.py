@@ -276,3 +276,17 @@ def test_deploy_workflow_build_job_checks_and_builds_with_real_nix(deploy_checko
         proc = run_step(build, step["name"], workdir, env, {})
         assert proc.returncode == 0, f"{step['name']}: {proc.stderr}"
     assert not record.exists()  # the build job never deploys
+
+
+def test_flake_check_runs_only_where_kvm_is():
+    # checks.vm-test is a NixOS VM test: `nix flake check` (also run by `deploy-plan --exec
+    # check`) builds it, which needs KVM.
+    flake_check_jobs = [
+        (name, job_id)
+        for name in NAMES
+        for job_id, step in steps(load(name))
+        if "nix flake check" in step.get("run", "") or "--exec check" in step.get("run", "")
+    ]
+    assert flake_check_jobs
+    for name, job_id in flake_check_jobs:
+        assert "kvm" in load(name)["jobs"][job_id]["runs-on"], f"{name}.yml job {job_id}"
