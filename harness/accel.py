@@ -35,7 +35,7 @@ def resolve(requested: str) -> AccelChoice:
     with locked(cache_file.with_suffix(".lock")):
         if cache_file.exists():
             cached = AccelChoice(**json.loads(cache_file.read_text()))
-            return AccelChoice(cached.name, f"{cached.reason} (cached in {cache_file})")
+            return AccelChoice(cached.name, f"{cached.reason} (cached verdict)")
         choice = _probe()
         cache_file.write_text(json.dumps(asdict(choice)))
         return choice

@@ -11,9 +11,17 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping, Protocol, Union
 
 from .images import micro
-from .vm import Machine, MachineError, VdeSwitch
+from .vm import Machine, MachineError, QMPError, VdeSwitch
 
 PRISTINE = "ndh-pristine"
+# Besides the disk image, what a cold boot deletes so the start script recreates it: NixOS's
+# qemu-vm.nix keeps a UEFI node's variable store in <cwd>/<name>-efi-vars.fd.
+FRESH_BOOT_FILES = ("*-efi-vars.fd",)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).split("\n", 1)[0]
+    return text.split(": ", 1)[1] if text.startswith("machine ") and ": " in text else text
 
 
 def state_root() -> str:
@@ -92,6 +100,8 @@ class Fleet:
         self.machines: dict[str, Machine] = {}
         self.boot_timeout = boot_timeout
         self.snapshots_supported = True
+        # Machines QEMU refused to snapshot, with QEMU's reason: they cold-boot in reset().
+        self.cold_boot: dict[str, str] = {}
 
     def __getitem__(self, name: str) -> Machine:
         try:
@@ -128,6 +138,7 @@ class Fleet:
                     forward_ports=node.forward_ports,
                     boot_timeout=self.boot_timeout,
                     leash=not self.keep,
+                    reattachable=self.keep,  # kept fleets are driven again by later processes
                 )
             self.progress(f"booting {len(self.machines)} node(s) of fleet {self.spec.name} ({self.accel})")
             for machine in self.machines.values():
@@ -155,20 +166,62 @@ class Fleet:
         }
 
     def snapshot(self, name: str) -> None:
+        """Snapshot every machine. A machine QEMU cannot snapshot (DESIGN.md §5: a 9p share, or
+        a writable raw drive such as a UEFI variable store) falls back, for the pristine
+        snapshot only, to a cold boot from a fresh disk in reset(); the fleet says so once."""
+        refused = {}
         for machine in self.machines.values():
-            machine.snapshot(name)
+            if machine.name in self.cold_boot:
+                if name == PRISTINE:
+                    continue
+                raise MachineError(machine.name, f"cannot snapshot: {self.cold_boot[machine.name]}")
+            try:
+                machine.snapshot(name)
+            except QMPError as exc:
+                if name != PRISTINE:
+                    raise
+                refused[machine.name] = _first_line(exc)
+        if refused:
+            self.cold_boot.update(refused)
+            self.snapshots_supported = False
+            self.progress(
+                f"fleet {self.spec.name}: QEMU cannot snapshot {', '.join(sorted(refused))} "
+                f"({'; '.join(sorted(set(refused.values())))}); "
+                "they cold-boot from a fresh disk before each test instead (slower)"
+            )
 
     def restore(self, name: str) -> None:
         for machine in self.machines.values():
-            machine.restore(name)
+            if machine.name in self.cold_boot:
+                if name != PRISTINE:
+                    raise MachineError(machine.name, f"cannot restore {name!r}: {self.cold_boot[machine.name]}")
+                self._cold_boot([machine])
+            else:
+                machine.restore(name)
 
     def reset(self) -> None:
         """Back to the state right after boot: restore the pristine snapshot, restarting any
-        machine a test stopped (its disk keeps the snapshot)."""
+        machine a test stopped (its disk keeps the snapshot); machines without snapshots boot
+        again from a fresh disk."""
+        self._cold_boot([m for m in self.machines.values() if m.name in self.cold_boot])
         for machine in self.machines.values():
+            if machine.name in self.cold_boot:
+                continue
             if not machine.booted:
                 machine.start()
             machine.restore(PRISTINE)
+
+    def _cold_boot(self, machines: list[Machine]) -> None:
+        """Stop, delete the per-boot state the start script recreates, boot (in parallel)."""
+        for machine in machines:
+            machine.crash()
+            for pattern in (machine.disk_image.name, *FRESH_BOOT_FILES):
+                for path in machine.state_dir.glob(pattern):
+                    path.unlink()
+        for machine in machines:
+            machine.launch()
+        for machine in machines:
+            machine.connect()
 
     def note(self, text: str) -> None:
         for machine in self.machines.values():

@@ -2,6 +2,11 @@
 test; options --vm-accel, --keep-vms, --vm-artifacts; serial logs and transcripts of failed
 tests saved and named in the report. Each xdist worker has its own fleets, sockets and switches.
 
+With --keep-vms, fleets boot in keep mode (harness/fleet_state.py): in the per-user fleets
+directory, with reattachable consoles and a state file, so they outlive the run (also a failed
+or interrupted one) and `deploy-harness shell NODE --fleet NAME` reaches them; the summary
+prints those commands. `harness.interactive.pause(fleet)` stops a test there and then.
+
     micro_pair = FleetSpec("pair", {"alpha": NodeSpec(), "beta": NodeSpec()})
 
     @pytest.mark.fleet(micro_pair)
@@ -10,20 +15,30 @@ tests saved and named in the report. Each xdist worker has its own fleets, socke
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 
 from . import accel as accel_mod
+from . import fleet_state
 from .fleet import PRISTINE, Fleet, FleetSpec
 from .vm import process
 
 _ACCEL_KEY = pytest.StashKey[accel_mod.AccelChoice]()
 _POOL_KEY = pytest.StashKey["FleetPool"]()
 _USED_KEY = pytest.StashKey[list]()
+# Marks the fleets one --keep-vms run kept (xdist workers inherit it from the controller).
+_RUN_ID_ENV = "NDH_KEEP_RUN_ID"
+_active_configs: list[pytest.Config] = []  # for harness.interactive.pause()
+
+
+def active_config() -> pytest.Config | None:
+    return _active_configs[-1] if _active_configs else None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -53,6 +68,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "fleet(spec, scope='session'): the FleetSpec the `fleet` fixture boots for this test "
         "(booted once per scope and worker, restored to its pristine snapshot before each test)",
     )
+    if config.getoption("--keep-vms") and not hasattr(config, "workerinput"):
+        os.environ[_RUN_ID_ENV] = uuid.uuid4().hex
+    _active_configs.append(config)
 
 
 def _accel(config: pytest.Config) -> accel_mod.AccelChoice:
@@ -73,30 +91,58 @@ class FleetPool:
         self.config = config
         self.fleets: dict[FleetSpec, Fleet] = {}
         self.scopes: dict[FleetSpec, str] = {}
+        self.keep = bool(config.getoption("--keep-vms"))
+        self.kept: dict[FleetSpec, fleet_state.KeptFleet] = {}  # --keep-vms only
 
-    def get(self, spec: FleetSpec, scope: str) -> Fleet:
+    def get(self, spec: FleetSpec, scope: str, test_id: str | None = None) -> Fleet:
         fleet = self.fleets.get(spec)
         if fleet is None:
-            fleet = Fleet(
-                spec,
-                accel=_accel(self.config).name,
-                keep=self.config.getoption("--keep-vms"),
-                progress=self._progress,
-            )
-            fleet.boot()
-            fleet.snapshot(PRISTINE)
+            fleet = self._boot(spec)
             self.fleets[spec] = fleet
             self.scopes[spec] = scope
         else:
             fleet.reset()
+        if spec in self.kept:
+            self.kept[spec].save(last_test=test_id)  # pids change when reset restarts a node
         return fleet
 
+    def _boot(self, spec: FleetSpec) -> Fleet:
+        base_dir = None
+        if self.keep:
+            base_dir = fleet_state.claim_free(spec.name, self._keep_origin(), os.environ.get(_RUN_ID_ENV))
+        fleet = Fleet(
+            spec, accel=_accel(self.config).name, keep=self.keep, base_dir=base_dir, progress=self._progress
+        )
+        try:
+            fleet.boot()
+        except BaseException:
+            if base_dir is not None:
+                fleet_state.stop(base_dir)  # the VLAN switches run as daemons in keep mode
+            raise
+        fleet.snapshot(PRISTINE)
+        if self.keep:
+            kept = fleet_state.KeptFleet(fleet, self._keep_origin(), os.environ.get(_RUN_ID_ENV))
+            kept.hold()
+            self.kept[spec] = kept
+        return fleet
+
+    def _keep_origin(self) -> str:
+        worker = getattr(self.config, "workerinput", {}).get("workerid")
+        return "pytest --keep-vms" + (f" (xdist worker {worker})" if worker else "")
+
+    def kept_fleet(self, fleet: Fleet) -> "fleet_state.KeptFleet | None":
+        return next((k for k in self.kept.values() if k.fleet is fleet), None)
+
     def _progress(self, text: str) -> None:
+        """Boot progress on the terminal, past output capture (a fleet boot takes a while).
+        xdist workers have no terminal: their lines go to stderr, shown with the report."""
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None and not hasattr(self.config, "workerinput"):
-            reporter.write_line(f"[vm] {text}")
-        else:
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None or capture is None or hasattr(self.config, "workerinput"):
             print(f"[vm] {text}", file=sys.stderr)
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"[vm] {text}")
 
     def release(self, scope: str) -> None:
         for spec in [s for s, sc in self.scopes.items() if sc == scope]:
@@ -109,7 +155,10 @@ class FleetPool:
     def _close(self, spec: FleetSpec) -> None:
         fleet = self.fleets.pop(spec)
         self.scopes.pop(spec, None)
-        if not fleet.keep:
+        kept = self.kept.pop(spec, None)
+        if kept is not None:
+            kept.let_go()  # QEMU runs on; `deploy-harness` attaches from now on
+        elif not fleet.keep:
             fleet.close()
 
 
@@ -132,7 +181,7 @@ def fleet(request: pytest.FixtureRequest, fleet_pool: FleetPool) -> Fleet:
     scope = marker.kwargs.get("scope", "session")
     if scope not in ("session", "module"):
         raise pytest.UsageError(f"fleet scope must be 'session' or 'module', not {scope!r}")
-    fleet = fleet_pool.get(marker.args[0], scope)
+    fleet = fleet_pool.get(marker.args[0], scope, request.node.nodeid)
     fleet.note(f"=== test {request.node.nodeid}")
     request.node.stash.setdefault(_USED_KEY, []).append(fleet)
     return fleet
@@ -170,15 +219,24 @@ def _safe_name(nodeid: str) -> str:
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    pool = config.stash.get(_POOL_KEY, None)
-    if config.getoption("--keep-vms") and pool is not None:
-        for fleet in pool.fleets.values():
-            terminalreporter.write_line(
-                f"[vm] kept fleet {fleet.spec.name} running in {fleet.state_dir} (pids {fleet.pids()})"
-            )
+    if not config.getoption("--keep-vms") or hasattr(config, "workerinput"):
+        return
+    # From the state files: under xdist the workers kept the fleets, not this process.
+    run_id = os.environ.get(_RUN_ID_ENV)
+    kept = [r for r in fleet_state.all_fleets() if run_id and r.run_id == run_id]
+    if not kept:
+        terminalreporter.write_line("[vm] --keep-vms: no fleet was booted, none is kept")
+    for record in kept:
+        terminalreporter.write_line(f"[vm] --keep-vms kept fleet {record.name} (pids {record.pids()})")
+        for line in fleet_state.how_to_attach(record.name, record.nodes, record.directory):
+            terminalreporter.write_line(f"[vm]   {line}")
+        if record.last_test:
+            terminalreporter.write_line(f"[vm]   It is as test {record.last_test} left it.")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if config in _active_configs:
+        _active_configs.remove(config)
     # Last line of defence (interrupts, internal errors): no VM outlives the run.
     if not config.getoption("--keep-vms", default=False):
         process.kill_all()

@@ -7,7 +7,9 @@ trailer `\\x1e<token>:<counter>:<status>\\n`; each command is sent as one line e
 to it. Output is every byte before the trailer (raw tty, so byte-exact). The token is random per
 machine (the same across reconnects, because snapshots restore the guest's function with it)
 and the counter rises per command, so neither stale output of an earlier command nor a
-command's own output can be mistaken for the trailer.
+command's own output can be mistaken for the trailer. A later connection to a shell that is
+already set up (a reattachable console, `resume`) defines the same function again and counts
+from a fresh random number, so trailers of an earlier connection's commands never match.
 
 Commands run in a subshell with stdin from /dev/null, as upstream does, so `cd`, `exit`,
 `set -e` or variables never leak into the backdoor shell. Forking that subshell costs ~5 ms
@@ -18,6 +20,7 @@ in the backdoor shell: the polling commands that dominate VM tests cost no fork.
 from __future__ import annotations
 
 import re
+import secrets
 import socket
 import time
 from typing import Callable
@@ -99,13 +102,38 @@ class Backdoor:
     def wait_ready(self, timeout: float) -> None:
         """Wait for the ready line, then define the trailer function."""
         self._expect([re.compile(re.escape(READY_LINE))], timeout, watch_reboot=False)
+        self.setup(timeout)
+
+    def setup(self, timeout: float) -> None:
+        """Prepare a fresh backdoor shell whose ready line has already been read (at boot, or
+        when a reboot was noticed mid-command): count from 0, define the trailer function."""
         self._pending = None
+        self._counter = 0
+        self._define_trailer(timeout)
+
+    def resume(self, timeout: float) -> None:
+        """Take over a shell an earlier connection set up (its ready line is long gone): drop
+        stale bytes, define the trailer function again (identical, same token; also right if
+        the guest rebooted meanwhile) and count from a fresh random number. If the shell is
+        still busy with an earlier connection's command, this times out and the backdoor stays
+        out of step until that command ends."""
+        self.discard_pending_output()
+        self._counter = secrets.randbelow(1 << 48)
+        try:
+            self._define_trailer(timeout)
+        except BackdoorTimeout:
+            self._pending = self._counter
+            raise
+        except BackdoorRebooted:
+            # The guest rebooted meanwhile and printed its ready line (already read).
+            self.setup(timeout)
+
+    def _define_trailer(self, timeout: float) -> None:
         self._send(
             f"__ndh_t(){{ printf '\\036{self._token}:%s:%d\\n' \"$1\" \"$?\"; }}; "
-            f"__ndh_t 0"
+            f"__ndh_t {self._counter}"
         )
-        self._counter = 0
-        self._wait_trailer(0, timeout)
+        self._wait_trailer(self._counter, timeout)
 
     def run(self, command: str, timeout: float | None) -> tuple[int, bytes]:
         """Run `command`; return (exit status, stdout bytes)."""

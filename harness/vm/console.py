@@ -2,6 +2,7 @@
 per-command transcript of the backdoor."""
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -18,6 +19,21 @@ def tail(path: Path, lines: int = 30, max_bytes: int = 64 * 1024) -> str:
         return ""
     text = data.decode("utf-8", "replace").replace("\r", "")
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+_NOTABLE = re.compile(r"Kernel panic|BUG:|Oops:|general protection fault|Attempted to kill init")
+
+
+def excerpt(path: Path, lines: int = 30) -> str:
+    """The tail of a serial log for an error message. A kernel panic's first line is usually
+    followed by a long stack dump, so when it has scrolled out of the tail it is put first."""
+    text = tail(path, lines=2000)
+    all_lines = text.splitlines()
+    last = all_lines[-lines:]
+    notable = [line for line in all_lines[:-lines] if _NOTABLE.search(line)]
+    if notable:
+        return "\n".join(notable[:3] + ["[...]"] + last)
+    return "\n".join(last)
 
 
 class Transcript:

@@ -48,6 +48,11 @@ class PortForward:
 
 
 class Machine:
+    """One VM. By default its backdoor console is a socketpair that only this process holds.
+    A `reattachable` machine's console is a unix socket at `<state_dir>/shell` that QEMU
+    serves to one client at a time: this process may `detach()`, and any later process may
+    `attach()` to the still running QEMU (keep mode: `--keep-vms`, `deploy-harness up`)."""
+
     def __init__(
         self,
         name: str,
@@ -60,6 +65,8 @@ class Machine:
         forward_ports: Sequence[int] = (),
         boot_timeout: float = 300,
         leash: bool = True,
+        reattachable: bool = False,
+        backdoor_token: str | None = None,
     ) -> None:
         self.name = name
         self.start_script = Path(start_script)
@@ -69,17 +76,20 @@ class Machine:
         self.accel = accel
         self.boot_timeout = boot_timeout
         self.leash = leash
+        self.reattachable = reattachable
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.shared_dir = self.state_dir / "shared"
         self.disk_image = self.state_dir / f"{name}.qcow2"
         self.serial_log = self.state_dir / "serial.log"
         self.transcript_path = self.state_dir / "transcript.log"
+        self.console_socket = self.state_dir / "shell"  # reattachable machines only
         self.forwards = [PortForward(port, _free_local_port()) for port in forward_ports]
         self.process: subprocess.Popen | None = None
         self.qmp: QMP | None = None
         self._console: socket.socket | None = None  # our end of the console socketpair
         self._backdoor: Backdoor | None = None
-        self._backdoor_token = secrets.token_hex(6)
+        # Given when attaching to a running machine: its shell's trailer function has it.
+        self._backdoor_token = backdoor_token or secrets.token_hex(6)
         self._transcript = console.Transcript(self.transcript_path)
         self._testinfra = None
 
@@ -108,10 +118,18 @@ class Machine:
         self._transcript.note(f"starting {self.start_script}")
         (self.state_dir / "qmp").unlink(missing_ok=True)
         self.shared_dir.mkdir(exist_ok=True)
-        # The console is a socketpair: QEMU gets its end as an inherited fd (no listen/accept
-        # race), with a large send buffer, since QEMU drops console output it cannot send.
-        self._console, qemu_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        _enlarge_send_buffer(qemu_end)
+        try:
+            if self.reattachable:
+                self._console, qemu_end = self._listen_on_console_socket()
+            else:
+                # The console is a socketpair: QEMU gets its end as an inherited fd (no
+                # listen/accept race), with a large send buffer, since QEMU drops console
+                # output it cannot send.
+                self._console, qemu_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                _enlarge_send_buffer(qemu_end)
+        except OSError as exc:
+            self._close_console()
+            raise MachineStartError(self.name, f"cannot create the console {self.console_socket}: {exc}") from exc
         try:
             with open(self.serial_log, "ab") as log:
                 self.process = process.spawn(
@@ -130,6 +148,23 @@ class Machine:
         finally:
             qemu_end.close()
 
+    def _listen_on_console_socket(self) -> tuple[socket.socket, socket.socket]:
+        """Bind the console socket ourselves and hand QEMU the listening fd (`server=on`), with
+        our first connection already in its backlog: QEMU accepts it as it starts, so no ready
+        line can be lost. QEMU accepts a new client whenever the last one has gone (checked
+        with QEMU 7.2). Returns (our connection, the listener for QEMU)."""
+        self.console_socket.unlink(missing_ok=True)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(str(self.console_socket))
+            listener.listen(1)
+            ours = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            ours.connect(str(self.console_socket))
+        except OSError:
+            listener.close()
+            raise
+        return ours, listener
+
     def connect(self) -> None:
         """Wait for QEMU to connect to the console and for the guest's ready line."""
         if self.process is None or self._console is None:
@@ -142,13 +177,16 @@ class Machine:
             self.qmp.connect(timeout=30, alive=self._alive)
             self._backdoor.wait_ready(self.boot_timeout)
         except (BackdoorEOF, BackdoorTimeout, QMPConnectionError, OSError) as exc:
+            if isinstance(exc, BackdoorEOF):
+                # The console closes a moment before QEMU exits: let it, to report its status.
+                process.wait_for_exit(self.process, 2)
             status = self._stop_process()
             why = f"QEMU exited with status {status}" if status is not None else str(exc)
             raise MachineStartError(
                 self.name,
                 f"did not become ready: {why} ({exc}). Start script: {self.start_script}; "
                 f"serial log: {self.serial_log}",
-                console.tail(self.serial_log),
+                console.excerpt(self.serial_log),
             ) from exc
         self._transcript.note(f"backdoor ready after {time.monotonic() - started:.2f} s")
 
@@ -195,13 +233,87 @@ class Machine:
             self._backdoor.wait_ready(self.boot_timeout)
         except (BackdoorEOF, BackdoorTimeout) as exc:
             raise MachineDied(
-                self.name, f"did not come back from reboot: {exc}", console.tail(self.serial_log)
+                self.name, f"did not come back from reboot: {exc}", console.excerpt(self.serial_log)
             ) from exc
 
     def close(self) -> None:
         """Kill QEMU if still running and release files (teardown; no clean shutdown)."""
         self._stop_process()
         self._transcript.close()
+
+    # -- keep mode: let go of a running machine, take it (back) from any process ----------
+
+    @property
+    def backdoor_token(self) -> str:
+        """The token of this machine's trailer function (stored to attach from elsewhere)."""
+        return self._backdoor_token
+
+    def detach(self) -> None:
+        """Close the console and QMP connections and leave QEMU running, so that another
+        process can attach (QEMU serves one client at a time)."""
+        self._require_reattachable()
+        # Forget them before closing: a command running in another thread then sees that
+        # the EOF is ours (execute_bytes), not QEMU's death.
+        backdoor, qmp = self._backdoor, self.qmp
+        self._backdoor = None
+        self.qmp = None
+        for closable in (backdoor, qmp):
+            if closable is not None:
+                closable.close()
+        self._close_console()
+        if backdoor is not None:
+            self._transcript.note(f"detached (pid {os.getpid()})")
+
+    def attach(self, running=None, timeout: float = 30, resync: bool = True) -> None:
+        """Drive a reattachable machine that is already running: connect to its console socket
+        and QMP and resynchronise with the backdoor shell (its trailer function exists; the
+        ready line is long gone). `running` is its QEMU when another process started it (a
+        Popen-like object, e.g. adopted.AdoptedProcess). `resync=False` skips the round trip
+        (`restore` resynchronises by itself, also when the shell is stuck in a command)."""
+        self._require_reattachable()
+        if running is not None:
+            self.process = running
+        if not self.booted:
+            raise MachineError(
+                self.name,
+                f"is not running (its QEMU has exited); serial log: {self.serial_log}",
+                console.excerpt(self.serial_log),
+            )
+        if self._backdoor is not None:
+            return
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(self.console_socket))
+        except OSError as exc:
+            sock.close()
+            raise MachineError(self.name, f"cannot connect to its console {self.console_socket}: {exc}") from exc
+        self._backdoor = Backdoor(sock, self._alive, self._backdoor_token)
+        try:
+            self.qmp = QMP(self.state_dir / "qmp")
+            self.qmp.connect(timeout=timeout, alive=self._alive)
+            if resync:
+                self._backdoor.resume(timeout)
+        except (BackdoorEOF, BackdoorTimeout, QMPConnectionError, OSError) as exc:
+            self.detach()
+            if not self.booted:
+                raise MachineDied(
+                    self.name, f"QEMU exited while attaching ({exc})", console.excerpt(self.serial_log)
+                ) from exc
+            raise MachineError(
+                self.name,
+                f"cannot attach: {exc}. QEMU serves its console and QMP to one client at a "
+                "time: is another process attached? If not, a command of an earlier session is "
+                "still running in the guest: wait for it, or restore a snapshot.",
+            ) from exc
+        self._transcript.note(f"attached (pid {os.getpid()})")
+
+    def _require_reattachable(self) -> None:
+        if not self.reattachable:
+            raise MachineError(
+                self.name,
+                "its console belongs to the process that started it; only machines started "
+                "with reattachable=True (keep mode) can be detached and attached",
+            )
 
     # -- commands ------------------------------------------------------------------------
 
@@ -216,13 +328,14 @@ class Machine:
 
     def execute_bytes(self, command: str, timeout: float | None = DEFAULT_TIMEOUT) -> tuple[int, bytes]:
         self._require_up()
-        assert self._backdoor is not None
+        backdoor = self._backdoor
+        assert backdoor is not None
         started = time.monotonic()
         try:
-            status, output = self._backdoor.run(command, timeout)
+            status, output = backdoor.run(command, timeout)
         except BackdoorTimeout as exc:
             self._transcript.command(command, "TIMEOUT", b"", time.monotonic() - started)
-            if self._backdoor.out_of_step and "earlier" in str(exc):
+            if backdoor.out_of_step and "earlier" in str(exc):
                 raise MachineBroken(
                     self.name,
                     f"cannot run `{command}`: an earlier command that timed out is still "
@@ -234,20 +347,25 @@ class Machine:
                 "step until it finishes; restore a snapshot or reboot it to go on.",
             ) from exc
         except BackdoorEOF as exc:
+            if self.reattachable and self._backdoor is not backdoor:
+                # detach() closed the console under this command (another thread): QEMU runs on.
+                raise MachineError(
+                    self.name, f"detached while `{command}` was running; it goes on in the guest"
+                ) from exc
             self._transcript.command(command, "QEMU EXITED", b"", time.monotonic() - started)
             status_code = self._stop_process()
             raise MachineDied(
                 self.name,
                 f"QEMU exited (status {status_code}) while running `{command}`",
-                console.tail(self.serial_log),
+                console.excerpt(self.serial_log),
             ) from exc
         except BackdoorRebooted as exc:
             self._transcript.command(command, "GUEST REBOOTED", b"", time.monotonic() - started)
-            self._backdoor.wait_ready(self.boot_timeout)
+            backdoor.setup(self.boot_timeout)  # its ready line was already read
             raise MachineDied(
                 self.name,
                 f"the guest rebooted while running `{command}` (panic or reboot)",
-                console.tail(self.serial_log),
+                console.excerpt(self.serial_log),
             ) from exc
         self._transcript.command(command, status, output, time.monotonic() - started)
         return status, output
@@ -440,9 +558,11 @@ class Machine:
         return self._testinfra
 
     def _environment(self, console_fd: int) -> dict[str, str]:
+        # A reattachable console's fd is a listening socket: QEMU serves it.
+        serve = ",server=on,wait=off" if self.reattachable else ""
         options = [
             f"-qmp unix:{self.state_dir / 'qmp'},server=on,wait=off",
-            f"-chardev socket,id=shell,fd={console_fd}",
+            f"-chardev socket,id=shell,fd={console_fd}{serve}",
             "-device virtio-serial",
             "-device virtconsole,chardev=shell",
             "-device virtio-rng-pci",

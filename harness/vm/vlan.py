@@ -3,6 +3,8 @@ Its stdin is a pipe we hold: vde_switch exits by itself when that closes, so a s
 outlives the process that started it."""
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -65,4 +67,28 @@ class VdeSwitch:
                 process.kill(self.process)
             else:
                 process.stop(self.process)
+        else:
+            self._stop_daemon()
         self.process = None
+
+    def _stop_daemon(self) -> None:
+        """A daemonized switch (keep mode) is not our child: end it by its pidfile, but only
+        while that pid is still this switch (its command line names our socket directory)."""
+        pid = self.pid
+        if pid is None or str(self.socket_dir).encode() not in _cmdline(pid):
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 2
+        while _cmdline(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if _cmdline(pid):
+            os.kill(pid, signal.SIGKILL)
+        Path(str(self.socket_dir) + ".pid").unlink(missing_ok=True)
+
+
+def _cmdline(pid: int) -> bytes:
+    """The process's command line; empty once it is gone (a zombie has none either)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

@@ -95,9 +95,9 @@ def test_wait_verbs(fleet):
     alpha.wait_until_fails("test -e /tmp/later", timeout=30)
     with pytest.raises(CommandFailed, match="did not succeed within 1"):
         alpha.wait_until_succeeds("false", timeout=1)
-    alpha.succeed("nc -lk -p 7000 -e true >/dev/null 2>&1 &")
+    alpha.succeed("mkdir -p /tmp/www; httpd -p 7000 -h /tmp/www")
     alpha.wait_for_open_port(7000, timeout=30)
-    alpha.succeed("kill %1 2>/dev/null; pkill -f 'nc -lk -p 7000'")
+    alpha.succeed("killall httpd")
     alpha.wait_for_closed_port(7000, timeout=30)
 
 

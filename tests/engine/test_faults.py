@@ -1,0 +1,143 @@
+"""Faults give a clear error naming the machine and leave no process behind."""
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.images import micro
+from harness.vm import (
+    CommandTimeout,
+    Machine,
+    MachineBroken,
+    MachineDied,
+    MachineStartError,
+)
+from engine_fleets import PAIR, SOLO
+from engine_procs import processes_mentioning
+
+
+@pytest.fixture
+def state_dir():
+    # Short, unique path: sockets live here, and leftovers are found by it.
+    path = Path(tempfile.mkdtemp(prefix="ndh-fault-", dir="/tmp"))
+    yield path
+    leftovers = processes_mentioning(str(path))
+    shutil.rmtree(path, ignore_errors=True)
+    assert leftovers == [], f"processes left behind: {leftovers}"
+
+
+@pytest.fixture(scope="module")
+def image():
+    return micro.ensure_micro_image()
+
+
+def machine_with(state_dir, image, **kwargs) -> Machine:
+    script = micro.write_start_script(state_dir, image, micro.MicroNode("fault", 1, ()))
+    return Machine("fault", script, state_dir, **kwargs)
+
+
+def test_start_script_that_exits_at_once(state_dir):
+    script = state_dir / "run-broken-vm"
+    script.write_text("#!/bin/sh\necho 'cannot start: no such disk' >&2\nexit 3\n")
+    script.chmod(0o755)
+    machine = Machine("broken", script, state_dir)
+    with pytest.raises(MachineStartError) as err:
+        machine.start()
+    text = str(err.value)
+    assert "machine broken" in text and "status 3" in text and "no such disk" in text
+    assert not machine.booted
+
+
+def test_missing_qemu_binary(state_dir, image):
+    script = state_dir / "run-noqemu-vm"
+    script.write_text(
+        micro.start_script_text(image, micro.MicroNode("noqemu", 1, ()), qemu="qemu-system-nonexistent")
+    )
+    script.chmod(0o755)
+    with pytest.raises(MachineStartError) as err:
+        Machine("noqemu", script, state_dir).start()
+    assert "status 127" in str(err.value) and "qemu-system-nonexistent" in str(err.value)
+
+
+def test_corrupt_disk_image(state_dir, image):
+    machine = machine_with(state_dir, image)
+    machine.disk_image.write_bytes(b"QFI\xfb" + os.urandom(4096))  # qcow2 magic, garbage after
+    with pytest.raises(MachineStartError) as err:
+        machine.start()
+    assert "fault.qcow2" in str(err.value)
+    assert "QEMU exited" in str(err.value)
+
+
+def test_guest_that_never_becomes_ready(state_dir, image, monkeypatch):
+    # The initramfs runs `cat` as init: it waits on the console forever, no ready line.
+    monkeypatch.setenv("QEMU_KERNEL_PARAMS", "rdinit=/bin/cat")
+    machine = machine_with(state_dir, image, boot_timeout=15)
+    started = time.monotonic()
+    with pytest.raises(MachineStartError, match="did not become ready"):
+        machine.start()
+    assert time.monotonic() - started < 60
+    assert not machine.booted
+
+
+def test_guest_panic_during_boot(state_dir, image, monkeypatch):
+    # init exits at once: the kernel panics, panic=1 reboots, -no-reboot makes QEMU exit.
+    monkeypatch.setenv("QEMU_KERNEL_PARAMS", "rdinit=/bin/true")
+    with pytest.raises(MachineStartError) as err:
+        machine_with(state_dir, image).start()
+    assert "Kernel panic" in str(err.value) or "Attempted to kill init" in str(err.value)
+    # QEMU's own exit (a guest reset under -no-reboot ends it with 0), not our SIGKILL.
+    assert "QEMU exited with status 0" in str(err.value)
+
+
+@pytest.mark.fleet(SOLO)
+def test_hung_command_times_out_and_restore_heals(fleet):
+    solo = fleet["solo"]
+    with pytest.raises(CommandTimeout, match="machine solo: command `sleep 600` did not finish within 1"):
+        solo.execute("sleep 600", timeout=1)
+    with pytest.raises(MachineBroken, match="still running"):
+        solo.succeed("true")
+    solo.restore("ndh-pristine")
+    assert solo.succeed("echo back") == "back\n"
+
+
+@pytest.mark.fleet(SOLO)
+def test_timed_out_command_that_finishes_later_catches_up(fleet):
+    solo = fleet["solo"]
+    with pytest.raises(CommandTimeout):
+        solo.execute("sleep 2; echo late", timeout=0.5)
+    time.sleep(3)
+    assert solo.succeed("echo in step") == "in step\n"
+
+
+@pytest.mark.fleet(SOLO)
+def test_qemu_killed_mid_command(fleet):
+    solo = fleet["solo"]
+    pid = solo.pid
+    threading.Timer(1.0, os.kill, (pid, 9)).start()
+    started = time.monotonic()
+    with pytest.raises(MachineDied, match="QEMU exited .* while running `sleep 60`"):
+        solo.execute("sleep 60", timeout=120)
+    assert time.monotonic() - started < 30
+    assert not solo.booted
+
+
+@pytest.mark.fleet(SOLO)
+def test_guest_panic_mid_command_without_reboot(fleet):
+    solo = fleet["solo"]
+    with pytest.raises(MachineDied) as err:
+        solo.execute("echo c > /proc/sysrq-trigger; sleep 60", timeout=120)
+    assert "sysrq" in str(err.value).lower() or "Kernel panic" in str(err.value)
+    assert not solo.booted
+
+
+@pytest.mark.fleet(PAIR)
+def test_guest_panic_mid_command_with_reboot_allowed(fleet):
+    alpha = fleet["alpha"]
+    with pytest.raises(MachineDied, match="rebooted while running"):
+        alpha.execute("echo c > /proc/sysrq-trigger; sleep 60", timeout=120)
+    # The rebooted guest's backdoor is usable again.
+    assert alpha.succeed("echo after panic") == "after panic\n"

@@ -1,0 +1,116 @@
+"""The pytest plugin, exercised through child pytest runs with real micro VMs."""
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from engine_procs import processes_mentioning
+
+FLEET_HEADER = """
+import os, signal, time
+import pytest
+from harness.fleet import FleetSpec, NodeSpec
+ONE = FleetSpec("child", {"node": NodeSpec(vlans=())})
+"""
+
+
+@pytest.fixture
+def child(tmp_path):
+    state_root = Path(tempfile.mkdtemp(prefix="ndh-child-", dir="/tmp"))
+
+    def run(files: dict[str, str], *args: str, expect_leftovers: bool = False):
+        for name, body in files.items():
+            (tmp_path / name).write_text(FLEET_HEADER + textwrap.dedent(body))
+        env = dict(os.environ, NDH_STATE_DIR=str(state_root), PYTHONDONTWRITEBYTECODE="1")
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--vm-accel=tcg", *args],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        )
+        time.sleep(0.5)  # let PR_SET_PDEATHSIG and stdin EOF reach orphans
+        return proc, processes_mentioning(str(state_root))
+
+    yield run
+    leftovers = processes_mentioning(str(state_root))
+    for pid in leftovers:  # only our own children's processes, found by our unique dir
+        os.kill(pid, 9)
+    assert not leftovers, f"child run left processes behind: {leftovers}"
+
+
+def test_boots_once_restores_per_test_and_saves_artifacts_of_failures(child, tmp_path):
+    proc, leftovers = child({"test_a.py": """
+        @pytest.mark.fleet(ONE)
+        def test_writes(fleet):
+            fleet["node"].succeed("echo x > /persist/x")
+
+        @pytest.mark.fleet(ONE)
+        def test_sees_pristine_state(fleet):
+            fleet["node"].fail("test -e /persist/x")
+
+        @pytest.mark.fleet(ONE)
+        def test_fails(fleet):
+            fleet["node"].succeed("echo on-the-way-down")
+            assert False
+        """}, "--vm-artifacts", "arts")
+    assert proc.returncode == 1, proc.stdout
+    assert "1 failed, 2 passed" in proc.stdout
+    assert proc.stdout.count("booting 1 node(s) of fleet child") == 1
+    transcript = tmp_path / "arts" / "test_a.py_test_fails" / "node.transcript.log"
+    assert str(Path("arts") / "test_a.py_test_fails" / "node.serial.log") in proc.stdout
+    assert "on-the-way-down" in transcript.read_text()
+    assert leftovers == []
+
+
+def test_fleet_without_marker_is_a_usage_error(child):
+    proc, _ = child({"test_b.py": """
+        def test_needs_marker(fleet):
+            pass
+        """})
+    assert proc.returncode != 0
+    assert "needs @pytest.mark.fleet(FleetSpec(...))" in proc.stdout + proc.stderr
+
+
+def test_module_scoped_fleet_is_gone_after_its_module(child):
+    proc, leftovers = child({
+        "test_c1.py": """
+        @pytest.mark.fleet(ONE, scope="module")
+        def test_uses(fleet):
+            fleet["node"].succeed("true")
+        """,
+        "test_c2.py": """
+        def test_first_fleet_released():
+            from engine_procs import processes_mentioning
+            assert processes_mentioning(os.environ["NDH_STATE_DIR"]) == []
+        """}, "-o", f"pythonpath={Path(__file__).parent}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert leftovers == []
+
+
+def test_no_vm_outlives_a_keyboard_interrupt(child):
+    proc, leftovers = child({"test_d.py": """
+        @pytest.mark.fleet(ONE)
+        def test_interrupted(fleet):
+            fleet["node"].succeed("true")
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(30)
+        """})
+    assert "KeyboardInterrupt" in proc.stdout + proc.stderr
+    assert leftovers == []
+
+
+def test_no_vm_outlives_a_killed_xdist_worker(child):
+    proc, leftovers = child({"test_e.py": """
+        @pytest.mark.fleet(ONE)
+        def test_worker_dies(fleet):
+            fleet["node"].succeed("true")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        def test_other():
+            pass
+        """}, "-n", "2")
+    assert "worker" in (proc.stdout + proc.stderr).lower() and "crashed" in (proc.stdout + proc.stderr).lower()
+    assert leftovers == []
