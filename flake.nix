@@ -67,6 +67,11 @@
           # Builds the exporter, which runs shellcheck on it.
           nixos-generation-exporter = self.packages.${system}.nixos-generation-exporter;
 
+          # The NixOS test (test/vm-test.nix): deployer, targets and cache VMs; its testScript
+          # deploys a baseline and then a switch with deploy-rs. Needs a builder with KVM. The
+          # harness builds its nodes' VMs from here: vm-test.nodes.<node>.system.build.vm.
+          vm-test = (import ./test/fleet { inherit nixpkgs deploy-rs system; }).vmTest;
+
           # The main deploy command must only ever see `system` profiles.
           main-deploy-profiles =
             let

@@ -78,6 +78,21 @@ class FakeSystems:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
 
+    def entry(self, file_name: str, generation: int, toplevel: str, title: str = "NixOS") -> None:
+        """A systemd-boot entry as systemd-boot-builder.py writes it (init= names the toplevel)."""
+        path = Path(self.paths.boot_entries) / file_name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            f"title {title}\nversion Generation {generation} 26.05 (Linux 6.12)\n"
+            "linux /EFI/nixos/kernel.efi\ninitrd /EFI/nixos/initrd.efi\n"
+            f"options init={toplevel}/init root=fstab loglevel=4\nsort-key nixos\n"
+        )
+
+    def entries_for(self, tops: dict[str, str]) -> None:
+        """One legacy-named entry per generation topN."""
+        for number in (1, 2, 3):
+            self.entry(f"nixos-generation-{number}.conf", number, tops[f"top{number}"])
+
 
 @pytest.fixture
 def systems(scratch: Path, store_paths: StorePaths) -> FakeSystems:
@@ -185,42 +200,76 @@ def test_boot_default_comes_from_loader_conf_when_present(
     systems: FakeSystems, three_generations: dict[str, str], host_shell: LocalShell
 ) -> None:
     # A `--boot`-style state: the profile says 3, systemd-boot's default says 2.
+    systems.entries_for(three_generations)
     systems.loader_conf(_loader("nixos-generation-2.conf"))
     default = nixos.boot_default_generation(host_shell, systems.paths)
     assert default.number == 2
     assert default.source == "loader.conf"
     assert default.entry == "nixos-generation-2.conf"
+    assert default.system == three_generations["top2"]
 
 
 def test_loader_conf_without_final_newline_is_read(
     systems: FakeSystems, three_generations: dict[str, str], host_shell: LocalShell
 ) -> None:
+    systems.entries_for(three_generations)
     systems.loader_conf("timeout 5\ndefault nixos-generation-1.conf")
     state = nixos.probe_system(host_shell, systems.paths)
     assert state.boot_default.number == 1
     assert state.loader_conf is not None and "default nixos-generation-1.conf" in state.loader_conf
 
 
+def test_loader_conf_naming_no_entry_gives_an_unknown_boot_default(
+    systems: FakeSystems, three_generations: dict[str, str], host_shell: LocalShell
+) -> None:
+    # The exporter's rule: the answer comes from the entry file, never from the name alone.
+    systems.loader_conf(_loader("nixos-generation-2.conf"))
+    default = nixos.boot_default_generation(host_shell, systems.paths)
+    assert (default.number, default.entry, default.choice) == (-1, None, "nixos-generation-2.conf")
+
+
 @pytest.mark.parametrize(
-    ("entry", "number", "profile", "specialisation"),
+    ("file_name", "expected_id"),
     [
-        # File names as systemd-boot-builder.py's generation_conf_filename() builds them.
-        ("nixos-generation-12.conf", 12, None, None),
-        ("nixos-generation-3-specialisation-debug.conf", 3, None, "debug"),
-        ("nixos-test-generation-7.conf", 7, "test", None),
-        ("nixos-generation-5", 5, None, None),  # tolerated: no .conf suffix
+        # Names as systemd-boot-builder.py writes them, with and without boot counting.
+        ("nixos-generation-12.conf", "nixos-generation-12.conf"),
+        ("nixos-generation-3-specialisation-debug.conf", "nixos-generation-3-specialisation-debug.conf"),
+        ("nixos-1f3c9a.conf", "nixos-1f3c9a.conf"),
+        ("nixos-1f3c9a+3.conf", "nixos-1f3c9a.conf"),
+        ("nixos-1f3c9a+2-1.conf", "nixos-1f3c9a.conf"),
+        ("nixos-generation-5", "nixos-generation-5.conf"),
     ],
 )
-def test_loader_default_entry_names(
-    entry: str, number: int, profile: str | None, specialisation: str | None
-) -> None:
-    parsed = nixos.parse_loader_default(_loader(entry))
-    assert parsed == nixos.BootDefault(number, "loader.conf", entry, profile, specialisation)
+def test_boot_entry_ids_drop_boot_counters(file_name: str, expected_id: str) -> None:
+    assert nixos.entry_id(file_name) == expected_id
 
 
-def test_loader_conf_without_nixos_default_is_ignored() -> None:
-    assert nixos.parse_loader_default("timeout 3\ndefault @saved\n") is None
-    assert nixos.parse_loader_default("timeout 3\n") is None
+def test_loader_conf_values_last_occurrence_wins() -> None:
+    text = "timeout 3\r\ndefault  nixos-a.conf \r\npreferred x\ndefault nixos-b.conf\n"
+    assert nixos.loader_conf_value(text, "default") == "nixos-b.conf"
+    assert nixos.loader_conf_value(text, "preferred") == "x"
+    assert nixos.loader_conf_value(text, "editor") == ""
+
+
+def test_boot_entries_are_read_like_the_exporter() -> None:
+    entry = nixos.parse_entry(
+        "nixos-work-generation-7.conf",
+        "title NixOS [work]\nversion Generation 7 26.05\noptions root=x init=/nix/store/abc-nixos/init q\n",
+    )
+    assert (entry.version_generation, entry.other_profile, entry.toplevel) == (7, True, "/nix/store/abc-nixos")
+    plain = nixos.parse_entry("nixos-x.conf", "title NixOS\nversion Generation 2\n")
+    assert (plain.version_generation, plain.other_profile, plain.toplevel) == (2, False, None)
+
+
+def test_glob_choice_takes_the_newest_entry_of_the_system_profile() -> None:
+    entries = (
+        nixos.parse_entry("nixos-a.conf", "title NixOS\nversion Generation 2\n"),
+        nixos.parse_entry("nixos-b.conf", "title NixOS\nversion Generation 3\n"),
+        nixos.parse_entry("nixos-w.conf", "title NixOS [work]\nversion Generation 9\n"),
+    )
+    assert nixos.find_entry(entries, "nixos-*").file == "nixos-b.conf"
+    assert nixos.find_entry(entries, "nixos-a").file == "nixos-a.conf"
+    assert nixos.find_entry(entries, "nixos-zz.conf") is None
 
 
 def test_reboot_pending_follows_kernel_of_the_boot_default(
@@ -228,6 +277,7 @@ def test_reboot_pending_follows_kernel_of_the_boot_default(
 ) -> None:
     systems.link(systems.paths.booted_system, three_generations["top1"])
     systems.link(systems.paths.current_system, three_generations["top1"])
+    systems.entries_for(three_generations)
     # Boot default 2: same kernel and initrd as the booted system.
     systems.loader_conf(_loader("nixos-generation-2.conf"))
     assert nixos.reboot_pending(host_shell, systems.paths) is False
@@ -253,7 +303,9 @@ def test_reboot_pending_with_a_deleted_boot_generation_says_why(
     systems.link(systems.paths.booted_system, three_generations["top1"])
     systems.loader_conf(_loader("nixos-generation-9.conf"))
     state = nixos.probe_system(host_shell, systems.paths)
-    with pytest.raises(NixosProbeError, match="boot default generation 9 .*loader.conf"):
+    with pytest.raises(
+        NixosProbeError, match=r"boot default is unknown .*'nixos-generation-9.conf'.* no entry"
+    ):
         _ = state.reboot_pending
 
 

@@ -1,0 +1,203 @@
+"""NixOS nodes built by Nix from test/vm-test.nix: the `Image` a NixOS fleet boots.
+
+Layer 2 (DESIGN.md §3). `NixosTestImage.start_scripts` builds the nodes' VMs with one
+`nix build` of `<flake>#checks.<system>.vm-test.nodes.<node>.system.build.vm` (runNixOSTest
+exposes the evaluated nodes as `.nodes`; nixpkgs nixos/lib/testing/nodes.nix, passthru.nodes)
+and returns a small wrapper per node around the `run-<node>-vm` script Nix built.
+
+Whether Nix can build the nodes at all is decided once per process (`availability`): the
+scenarios skip with nix's own first error lines when it cannot (no nix, offline, no `kvm`
+system feature), instead of failing every test the same way.
+
+Why a wrapper: forcing the accelerator. nixpkgs' start scripts pick the accelerator
+themselves, in the `-machine accel=` form: older nixpkgs run `qemu-kvm -cpu max`, where the qemu
+package's `qemu-kvm` wrapper adds `-enable-kvm` whenever /dev/kvm exists (pkgs/applications/
+virtualization/qemu/default.nix: makeWrapper ... --add-flags "$([ -e /dev/kvm ] && echo
+-enable-kvm)"), and `-enable-kvm` is QEMU's shorthand for `-machine accel=kvm`; newer nixpkgs run
+`qemu-system-x86_64 -machine accel=kvm:tcg -cpu max` (nixos/lib/qemu-common.nix, qemuBinary).
+Either way KVM is tried whenever /dev/kvm exists, whether or not it works (DESIGN.md §4). The
+engine passes its choice as `-accel <kvm|tcg>` in QEMU_OPTS, which QEMU refuses to combine with
+`-machine accel=` ("The -accel and "-machine accel=" options are incompatible", QEMU 7.2). QEMU
+merges repeated `-machine` options and the last `accel=` wins, and QEMU_OPTS comes after
+nixpkgs' own flags on the command line. So the wrapper rewrites the engine's `-accel X` into
+`-machine accel=X`: X becomes the only accelerator QEMU tries, and --vm-accel=tcg really is TCG
+(tests/nixos/test_nixos_image_accel.py checks this with QEMU and a script shaped like nixpkgs').
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from .. import nix
+
+if TYPE_CHECKING:  # the fleet imports images, not the other way round at run time
+    from ..fleet import FleetSpec
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_SYSTEM = "x86_64-linux"
+DEFAULT_CHECK = "vm-test"
+# How many lines of nix's error a skip reason carries.
+REASON_LINES = 4
+
+
+def default_flake() -> str:
+    """The flake the nodes come from: `$NDH_FLAKE`, else this repository (a git checkout:
+    flakes see tracked files only, so `git add` new files before building)."""
+    return os.environ.get("NDH_FLAKE") or str(REPO)
+
+
+class NixosImageUnavailable(RuntimeError):
+    """Nix cannot provide the NixOS nodes here; `reason` is what a skip says."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True)
+class Availability:
+    ok: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class NixosTestImage:
+    """The nodes of a runNixOSTest check of a flake. Hashable: fleets are reused per spec."""
+
+    flake: str = field(default_factory=default_flake)
+    check: str = DEFAULT_CHECK
+    system: str = DEFAULT_SYSTEM
+    build_timeout: float | None = None  # None: as long as the first build takes
+    # Extra nix settings for the build, e.g. (("builders", "ssh://kvm-box x86_64-linux"),).
+    nix_options: tuple[tuple[str, str], ...] = ()
+
+    def installable(self, node: str) -> str:
+        return f"{self.flake}#checks.{self.system}.{self.check}.nodes.{node}.system.build.vm"
+
+    def start_scripts(
+        self, spec: "FleetSpec", state_dir: Path, progress: Callable[[str], None]
+    ) -> dict[str, Path]:
+        vms = build_vms(self, tuple(sorted(spec.nodes)), progress)
+        return {
+            name: write_wrapper(state_dir / name, name, vms[name]) for name in spec.nodes
+        }
+
+
+# -- building, once per process ------------------------------------------------------------
+
+_lock = threading.Lock()
+_verdicts: dict[tuple[NixosTestImage, tuple[str, ...]], dict[str, Path] | NixosImageUnavailable] = {}
+
+
+def build_vms(
+    image: NixosTestImage,
+    nodes: Sequence[str],
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[str, Path]:
+    """Each node's `run-<node>-vm` script, built by nix; raises NixosImageUnavailable with the
+    reason (nix's first error lines) when nix cannot. Tried once per process: the verdict, good
+    or bad, is cached."""
+    key = (image, tuple(sorted(nodes)))
+    with _lock:
+        if key not in _verdicts:
+            _verdicts[key] = _build(image, key[1], progress)
+        verdict = _verdicts[key]
+    if isinstance(verdict, NixosImageUnavailable):
+        raise verdict
+    return verdict
+
+
+def availability(
+    image: NixosTestImage,
+    nodes: Sequence[str],
+    progress: Callable[[str], None] = lambda _: None,
+) -> Availability:
+    try:
+        vms = build_vms(image, nodes, progress)
+    except NixosImageUnavailable as exc:
+        return Availability(False, exc.reason)
+    return Availability(True, f"nix built {len(vms)} NixOS test node(s) ({', '.join(sorted(vms))})")
+
+
+def forget_verdicts() -> None:
+    """Drop cached build verdicts (tests; or after fixing the flake in a long session)."""
+    with _lock:
+        _verdicts.clear()
+
+
+def _build(
+    image: NixosTestImage, nodes: tuple[str, ...], progress: Callable[[str], None]
+) -> dict[str, Path] | NixosImageUnavailable:
+    try:
+        executable = nix.find_nix()
+    except nix.NixUnavailable as exc:
+        return NixosImageUnavailable(f"no nix: {exc}")
+    installables = [image.installable(node) for node in nodes]
+    progress(
+        f"building the NixOS test nodes {', '.join(nodes)} with nix "
+        f"({image.flake}#checks.{image.system}.{image.check}; the first build takes long)"
+    )
+    try:
+        outputs = nix.build(
+            installables,
+            nix=executable,
+            timeout=image.build_timeout,
+            options=dict(image.nix_options),
+        )
+    except nix.NixError as exc:
+        lines = [line for line in exc.excerpt.splitlines() if not line.startswith("(use '--show-trace'")]
+        excerpt = "\n".join(lines[:REASON_LINES]) or "(no output on stderr)"
+        return NixosImageUnavailable(
+            f"nix cannot build the NixOS test nodes ({exc.kind.name}): {excerpt}\n"
+            f"What to do: {exc.kind.hint}"
+        )
+    return _scripts_by_node(outputs, nodes)
+
+
+def _scripts_by_node(outputs: Sequence[str], nodes: Sequence[str]) -> dict[str, Path] | NixosImageUnavailable:
+    """Map nix's outputs to nodes by the script each holds (`bin/run-<node>-vm`, qemu-vm.nix)."""
+    found: dict[str, Path] = {}
+    for output in outputs:
+        for script in sorted(Path(output, "bin").glob("run-*-vm")):
+            found[script.name[len("run-") : -len("-vm")]] = script
+    missing = [node for node in nodes if node not in found]
+    if missing:
+        return NixosImageUnavailable(
+            f"nix built {list(outputs)} but no bin/run-<node>-vm for {', '.join(missing)}: are "
+            "those nodes of the test, and is each node's networking.hostName its node name?"
+        )
+    return {node: found[node] for node in nodes}
+
+
+# -- the per-node wrapper ------------------------------------------------------------------
+
+
+def wrapper_text(node: str, script: Path) -> str:
+    """A `run-<node>-vm` that fixes the accelerator flag (module docstring) and runs Nix's."""
+    return f"""#!/usr/bin/env bash
+# run-{node}-vm: nixos-deploy-harness wrapper around the start script Nix built for node {node}.
+# nixpkgs' script selects its accelerator with `-machine accel=` (or qemu-kvm's -enable-kvm),
+# which QEMU refuses to combine with the harness's `-accel X`; a later `-machine accel=X` wins.
+# So `-accel X` in QEMU_OPTS becomes `-machine accel=X`. (harness/images/nixos.py explains.)
+set -euo pipefail
+opts=" ${{QEMU_OPTS:-}} "
+for accel in kvm tcg; do
+  opts=${{opts// -accel $accel / -machine accel=$accel }}
+done
+opts=${{opts# }}
+export QEMU_OPTS=${{opts% }}
+exec {shlex.quote(str(script))} "$@"
+"""
+
+
+def write_wrapper(directory: Path, node: str, script: Path) -> Path:
+    """Write `<directory>/bin/run-<node>-vm` around Nix's script and return its path."""
+    path = directory / "bin" / f"run-{node}-vm"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(wrapper_text(node, script))
+    path.chmod(0o755)
+    return path

@@ -1,0 +1,115 @@
+"""Which scenarios can run here, said once in the pytest header, and the `homelab` fixture.
+
+Tiers, decided once per process (DESIGN.md §4, issue 4 "Skips"):
+  nixos (kvm)   nix built the NixOS test nodes and KVM boots guests: every scenario runs;
+  nixos (tcg)   the same under TCG because --vm-accel=tcg was given (slow: long timeouts);
+  micro only    the NixOS scenarios (marker `nixos`) skip with the exact reason: no nix; nix
+                cannot build the nodes (nix's own first error lines: offline, no `kvm` system
+                feature, ...); or no working KVM and --vm-accel=tcg not given. The micro-image
+                pre-flight (test_preflight.py) runs in every tier.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from harness.images import nixos as nixos_image
+from harness.pytest_plugin import _accel
+from scenario_fleet import NIXOS_FLEET, NIXOS_IMAGE, Homelab
+
+# Guests under TCG run several times slower than under KVM.
+TCG_SLOWDOWN = 5.0
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    why: str
+    nixos_skip: str | None  # why NixOS scenarios skip; None: they run
+    slow: float = 1.0
+
+
+_TIER_KEY = pytest.StashKey[Tier]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "nixos: needs the NixOS nodes of test/vm-test.nix, built by nix, and KVM (or "
+        "--vm-accel=tcg); skipped with the exact reason otherwise",
+    )
+    config.addinivalue_line(
+        "markers",
+        "regression: reproduces a deploy bug in isolation (scenarios/regressions/README.md)",
+    )
+
+
+def decide_tier(config: pytest.Config) -> Tier:
+    """Build the NixOS nodes once (cached per process), then look at the accelerator."""
+    if _TIER_KEY in config.stash:
+        return config.stash[_TIER_KEY]
+    verdict = nixos_image.availability(NIXOS_IMAGE, sorted(NIXOS_FLEET.nodes), _progress(config))
+    accel = _accel(config)
+    forced_tcg = config.getoption("--vm-accel") == "tcg"
+    if not verdict.ok:
+        tier = Tier("micro only", verdict.reason.splitlines()[0], verdict.reason)
+    elif accel.name == "kvm":
+        tier = Tier("nixos (kvm)", f"{verdict.reason}; KVM: {accel.reason}", None)
+    elif forced_tcg:
+        tier = Tier("nixos (tcg)", f"{verdict.reason}; {accel.reason}: long timeouts", None, TCG_SLOWDOWN)
+    else:
+        reason = (
+            f"no working KVM ({accel.reason}); NixOS scenarios under TCG take hours: "
+            "pass --vm-accel=tcg to run them anyway"
+        )
+        tier = Tier("micro only", reason, reason)
+    config.stash[_TIER_KEY] = tier
+    return tier
+
+
+def _progress(config: pytest.Config):
+    def say(text: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and not hasattr(config, "workerinput"):
+            reporter.write_line(f"[scenarios] {text}")
+
+    return say
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if config.getoption("collectonly"):
+        return "scenarios tier: not decided (--collect-only builds nothing)"
+    tier = decide_tier(config)
+    return f"scenarios tier: {tier.name} ({tier.why})"
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    """With --collect-only: every scenario with its markers (nixos, fleet, regression, xfail)."""
+    if not config.getoption("collectonly"):
+        return []
+    return [
+        f"{item.nodeid}  [{', '.join(sorted({mark.name for mark in item.iter_markers()}))}]"
+        for item in items
+    ]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The pre-flight goes first: if this host cannot run VMs at all, that is the first thing
+    # the run reports, before any NixOS scenario (stable sort: the rest keep their order).
+    items.sort(key=lambda item: item.get_closest_marker("preflight") is None)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Before any fixture: a skipped NixOS scenario never boots (or builds) a fleet.
+    if item.get_closest_marker("nixos") is None:
+        return
+    tier = decide_tier(item.config)
+    if tier.nixos_skip is not None:
+        pytest.skip(tier.nixos_skip)
+
+
+@pytest.fixture
+def homelab(request: pytest.FixtureRequest, fleet) -> Homelab:
+    """The NixOS fleet (its pristine state; targets cold-boot), ready to deploy."""
+    return Homelab(fleet, slow=decide_tier(request.config).slow)

@@ -1,0 +1,18 @@
+# Keys for the NixOS test only. The cache's secret key is in this repository and ends up in the
+# world-readable Nix store: never trust `ndh-test-cache-1` anywhere but in test VMs.
+#   cache.secretFile   Harmonia's signing key on the `cache` node
+#   cache.publicKey    what the targets trust (homelab.nixCache.publicKey)
+#   untrustedPublicKey a key nobody signs with: trusting only it must make a target refuse the
+#                      cache's paths (the cache-pull scenario)
+# The deploy SSH key pair is nixpkgs' snakeoil pair (nixos/tests/ssh-keys.nix), the same one
+# nixpkgs' own tests use.
+let
+  line = file: builtins.replaceStrings [ "\n" ] [ "" ] (builtins.readFile file);
+in
+{
+  cache = {
+    secretFile = ./cache-signing-key.sec;
+    publicKey = line ./cache-signing-key.pub;
+  };
+  untrustedPublicKey = line ./untrusted-key.pub;
+}

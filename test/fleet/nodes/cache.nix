@@ -1,0 +1,37 @@
+# `cache`: the fleet's binary cache, Harmonia through homelab.services.harmonia, signing with
+# the fixed test key (../keys) that the targets trust. The deployer pushes to it over SSH as root.
+{ config, lib, pkgs, ... }:
+let
+  keys = import ../keys;
+  snakeOil = import "${pkgs.path}/nixos/tests/ssh-keys.nix" pkgs;
+  harmonia = config.homelab.services.harmonia;
+in
+{
+  imports = [ ../../../modules ];
+
+  homelab.services.harmonia = {
+    enable = true;
+    openFirewall = true;
+    generateKey = false;
+  };
+  # The test key where homelab.services.harmonia expects its secret, before harmonia starts
+  # (tmpfiles run in early boot); 0600 root: systemd hands it to Harmonia as a credential.
+  systemd.tmpfiles.rules = [
+    "C ${builtins.head harmonia.signKeyPaths} 0600 root root - ${keys.cache.secretFile}"
+  ];
+
+  services.openssh.enable = true;
+  users.users.root.openssh.authorizedKeys.keys = [ snakeOil.snakeOilPublicKey ];
+
+  virtualisation = {
+    # A store of its own (qcow2, writable) instead of the host's over 9p: snapshots work and
+    # pushed paths land on the node's disk.
+    useNixStoreImage = true;
+    writableStore = true;
+    writableStoreUseTmpfs = false;
+    mountHostNixStore = false;
+    sharedDirectories = lib.mkForce { };
+    diskSize = 4096;
+  };
+  nix.settings.experimental-features = [ "nix-command" ];
+}

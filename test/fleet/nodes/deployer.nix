@@ -1,0 +1,72 @@
+# `deployer`: where deploy-rs runs, as CI or a workstation would run it. It holds the snakeoil
+# deploy key (root's identity), deploy-rs, and in /root/fleet the fleet flake of
+# ../flake-source.nix: this repository's Nix code with every flake input pointing at a store path
+# the host locked. Every deploy profile of every variant is preloaded into its store, and the
+# deployer evaluates the very same expressions as the host, so `deploy` builds nothing and needs
+# no network. (If a deploy ever starts building, the two evaluations drifted: the deploy log names
+# the derivation.)
+{ config, lib, pkgs, nodes, nixpkgs, deploy-rs, ... }:
+let
+  system = pkgs.stdenv.hostPlatform.system;
+  snakeOil = import "${pkgs.path}/nixos/tests/ssh-keys.nix" pkgs;
+  fleetFlake = import ../flake-source.nix { inherit pkgs lib nixpkgs deploy-rs; };
+
+  outputsFor = testHost: import ../outputs.nix {
+    inherit nodes testHost;
+    activate = hostSystem: deploy-rs.lib.${hostSystem}.activate;
+  };
+  profilePaths = deploy:
+    lib.concatMap (node: map (profile: profile.path) (lib.attrValues node.profiles))
+      (lib.attrValues deploy.nodes);
+  main = outputsFor "";
+  # The test-branch profile of every configuration (they exist only per requested host).
+  testProfiles = lib.concatMap (name: profilePaths (outputsFor name).deploy)
+    (lib.attrNames main.nixosConfigurations);
+in
+{
+  environment.systemPackages = [ deploy-rs.packages.${system}.default ];
+
+  virtualisation = {
+    # Evaluating NixOS takes memory (deploy-rs's own VM tests give their deployer 4 GiB).
+    memorySize = 4096;
+    cores = 2;
+    diskSize = 8192;
+    useNixStoreImage = true;
+    writableStore = true;
+    writableStoreUseTmpfs = false;
+    mountHostNixStore = false;
+    sharedDirectories = lib.mkForce { };
+    additionalPaths = profilePaths main.deploy ++ testProfiles
+      ++ [ fleetFlake.flake ] ++ fleetFlake.inputPaths;
+  };
+
+  nix.settings = {
+    experimental-features = [ "nix-command" "flakes" ];
+    # Offline by construction: no binary cache, no global flake registry.
+    substituters = lib.mkForce [ ];
+    flake-registry = "";
+  };
+
+  # The deploy key as root's default identity (ssh and nix copy pick it up).
+  system.activationScripts.ndh-deploy-key = ''
+    install -D -m 0600 ${snakeOil.snakeOilPrivateKey} /root/.ssh/id_ecdsa
+  '';
+
+  systemd.services.ndh-fleet = {
+    description = "Put the fleet flake in /root/fleet and lock its inputs, offline";
+    wantedBy = [ "multi-user.target" ];
+    after = [ "nix-daemon.socket" ];
+    path = [ config.nix.package pkgs.coreutils ];
+    environment.HOME = "/root";
+    serviceConfig = {
+      Type = "oneshot";
+      RemainAfterExit = true;
+    };
+    script = ''
+      rm -rf /root/fleet
+      cp -r --no-preserve=mode ${fleetFlake.flake} /root/fleet
+      cd /root/fleet
+      nix --extra-experimental-features 'nix-command flakes' flake lock --offline
+    '';
+  };
+}

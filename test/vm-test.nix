@@ -1,0 +1,65 @@
+# The NixOS test behind `pytest scenarios/` and the flake check `checks.<system>.vm-test`:
+#
+#   pkgs.testers.runNixOSTest (import ./test/vm-test.nix { inherit nixpkgs deploy-rs; })
+#
+# (test/fleet/default.nix makes that call for both flake.nix and the deployer's fleet flake.)
+#
+# Nodes, all on VLAN 1 with the test framework's addresses (alphabetical order: cache
+# 192.168.1.1, deployer .2, target .3, target2 .4; /etc/hosts names them):
+#   deployer        deploy-rs, the deploy key, the fleet flake in /root/fleet, every deploy
+#                   profile and flake input in its store (fleet/nodes/deployer.nix)
+#   target, target2 the fleet's deploy user, nix cache and monitoring modules, UEFI +
+#                   systemd-boot, a persistent store, switch-to-configuration enabled, and the
+#                   variants of fleet/variants (fleet/nodes/target.nix)
+#   cache           Harmonia through homelab.services.harmonia with a test signing key
+#                   (fleet/nodes/cache.nix)
+#
+# The testScript below is only a smoke test (a baseline deploy, then a switch) so that
+# `nix build .#checks.x86_64-linux.vm-test` exercises a real deploy on a KVM builder. The
+# scenarios are the Python tests under scenarios/, which boot these same nodes with the
+# harness (the nodes' `system.build.vm` start scripts) and check what happened on the targets.
+{ nixpkgs, deploy-rs }:
+{ ... }:
+{
+  name = "homelab-deploy";
+
+  # Module arguments of every node module.
+  node.specialArgs = { inherit nixpkgs deploy-rs; };
+
+  defaults = {
+    documentation.enable = false;
+  };
+
+  nodes = {
+    cache = ./fleet/nodes/cache.nix;
+    deployer = ./fleet/nodes/deployer.nix;
+    target = ./fleet/nodes/target.nix;
+    target2 = ./fleet/nodes/target.nix;
+  };
+
+  testScript = ''
+    cache.start()
+    deployer.start()
+    target.start()
+
+    deployer.wait_for_unit("ndh-fleet.service")
+    target.wait_for_unit("sshd.service")
+    cache.wait_for_open_port(5000)
+
+    def deploy(config: str) -> None:
+        # --skip-checks: `nix flake check` would evaluate every configuration of the fleet.
+        deployer.succeed(
+            f"cd /root/fleet && deploy --skip-checks .#{config} -- --offline >&2",
+            timeout=1200,
+        )
+
+    with subtest("baseline deploy"):
+        deploy("target-v1")
+        target.succeed("test \"$(cat /etc/ndh-variant)\" = v1")
+
+    with subtest("switch to v2"):
+        deploy("target-v2")
+        target.succeed("test \"$(cat /etc/ndh-variant)\" = v2")
+        target.succeed("hello")
+  '';
+}

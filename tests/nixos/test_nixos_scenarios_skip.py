@@ -1,0 +1,83 @@
+"""`pytest scenarios/` on a machine that cannot run NixOS VMs: every scenario is collected with
+its markers, the header names the tier and why, and each NixOS scenario skips with the exact
+reason, quickly (issue 4, "Tests that run here"). Runs pytest in a subprocess, as a user would."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from nixos_testlib import REPO, require
+
+SCENARIO_FILES = [
+    "test_switch.py", "test_test_branch.py", "test_magic_rollback.py", "test_auto_rollback.py",
+    "test_boot.py", "test_cache_pull.py", "test_deploy_user.py", "test_monitoring.py",
+    "regressions/test_seed_deploy_user.py",
+]
+
+
+def pytest_run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=600, env=env,
+    )
+
+
+def test_collect_only_lists_every_scenario_with_its_markers():
+    result = pytest_run("scenarios", "--collect-only", "-q")
+    assert result.returncode == 0, result.stdout + result.stderr
+    listed = re.findall(r"^(scenarios/\S+)  \[([^\]]*)\]$", result.stdout, re.MULTILINE)
+    files = {nodeid.split("::")[0] for nodeid, _ in listed}
+    assert {f"scenarios/{name}" for name in SCENARIO_FILES} <= files
+    nixos = [(nodeid, marks) for nodeid, marks in listed if "nixos" in marks]
+    assert len(nixos) >= 14
+    for nodeid, marks in nixos:
+        assert "fleet" in marks, nodeid
+    regression = [marks for nodeid, marks in listed if "/regressions/" in nodeid]
+    assert len(regression) == 3 and all("regression" in marks for marks in regression)
+    assert sum("xfail" in marks for marks in regression) == 2
+
+
+def _path_without_nix(tmp_path: Path) -> str:
+    """A PATH with every program of this one except nix's."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        if not os.path.isdir(directory):
+            continue
+        for name in os.listdir(directory):
+            target = Path(directory, name)
+            if name.startswith("nix") or (bin_dir / name).exists() or not os.access(target, os.X_OK):
+                continue
+            (bin_dir / name).symlink_to(target)
+    return str(bin_dir)
+
+
+def test_without_nix_each_nixos_scenario_skips_saying_so(tmp_path):
+    env = {**os.environ, "PATH": _path_without_nix(tmp_path)}
+    result = pytest_run("scenarios", "-m", "nixos", "-rs", "-q", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    skipped = re.findall(r"^SKIPPED \[(\d+)\] .*?: (.*)$", result.stdout, re.MULTILINE)
+    assert skipped and sum(int(count) for count, _ in skipped) >= 14, result.stdout
+    assert all(reason.startswith("no nix: nix is not installed") for _, reason in skipped), skipped
+
+
+def test_with_this_host_s_nix_the_skip_quotes_nix_s_error():
+    require("nix")
+    result = pytest_run("scenarios", "-m", "nixos", "-rs")
+    assert result.returncode == 0, result.stdout + result.stderr
+    header = re.search(r"^scenarios tier: (.*)$", result.stdout, re.MULTILINE)
+    assert header, result.stdout
+    skipped = re.findall(r"^SKIPPED \[(\d+)\] .*?: (.*)$", result.stdout, re.MULTILINE)
+    assert skipped and sum(int(count) for count, _ in skipped) >= 14, result.stdout
+    reasons = {reason for _, reason in skipped}
+    if header.group(1).startswith("micro only (nix cannot build"):
+        # This machine: no nixpkgs reachable. The reason is nix's own first error line.
+        assert all(r.startswith("nix cannot build the NixOS test nodes (") for r in reasons), reasons
+        assert all("error: " in r for r in reasons), reasons
+    else:
+        # A machine where nix builds the nodes but KVM does not work.
+        assert header.group(1).startswith("micro only (no working KVM"), header.group(0)
+        assert all("--vm-accel=tcg" in r for r in reasons), reasons

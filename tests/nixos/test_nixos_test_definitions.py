@@ -1,0 +1,153 @@
+"""test/vm-test.nix and test/fleet, evaluated here with builtins only (no nixpkgs): the test's
+nodes, the variants, the deploy nodes test/fleet/outputs.nix generates with lib/deploy-nodes.nix,
+and the deployer's generated flake.nix."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from nixos_testlib import REPO, require
+
+FLEET = REPO / "test" / "fleet"
+ISSUE_VARIANTS = {"v1", "v2", "cut-ssh", "failing-activation", "new-initrd", "seed-deploy-user"}
+
+
+def nix_eval(expr: str):
+    require("nix-instantiate")
+    result = subprocess.run(
+        ["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def path(p: Path) -> str:
+    return f"(/. + {json.dumps(str(p))})"
+
+
+# Nodes shaped like the test framework's: each target exposes homelabTest.variants, each variant
+# an evaluation with the `config` attributes lib/deploy-nodes.nix and deploy-rs read.
+MOCK_NODES = f"""
+let
+  variantNames = builtins.attrNames (import {path(FLEET / "variants")});
+  evalFor = node: variant: {{
+    config = {{
+      networking.hostName = node;
+      nixpkgs.hostPlatform.system = "x86_64-linux";
+      system.build.toplevel = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-${{node}}-${{variant}}";
+      homelab.users.deploy.enable = true;
+      homelab.deploy = {{
+        targetHost = node; sshUser = "deploy"; sshOpts = [ ]; magicRollback = true;
+        autoRollback = true; confirmTimeout = 30; activationTimeout = 120; tempPath = "/tmp";
+        fastConnection = false;
+      }};
+    }};
+  }};
+  node = name: {{ homelabTest.variants = builtins.listToAttrs (map (v: {{ name = v; value = evalFor name v; }}) variantNames); }};
+  activate = system: {{
+    nixos = base: "activatable-nixos:${{base.config.system.build.toplevel}}";
+    custom = {{ __functor = self: base: script: "activatable-custom:${{base}}"; }};
+  }};
+in {{ nodes = {{ target = node "target"; target2 = node "target2"; }}; inherit activate variantNames; }}
+"""
+
+
+def outputs(test_host: str = ""):
+    return nix_eval(
+        f"let m = {MOCK_NODES}; o = import {path(FLEET / 'outputs.nix')} "
+        f"{{ inherit (m) nodes activate; testHost = {json.dumps(test_host)}; }}; in "
+        "{ configs = builtins.attrNames o.nixosConfigurations; deploy = o.deploy; variants = m.variantNames; }"
+    )
+
+
+def test_the_variants_the_issue_asks_for_exist():
+    variants = nix_eval(f"builtins.attrNames (import {path(FLEET / 'variants')})")
+    assert ISSUE_VARIANTS <= set(variants)
+    for module in nix_eval(f"map toString (builtins.attrValues (import {path(FLEET / 'variants')}))"):
+        assert Path(module).is_file(), module
+
+
+def test_every_variant_of_every_target_is_a_deploy_node():
+    out = outputs()
+    expected = {f"{node}-{variant}" for node in ("target", "target2") for variant in out["variants"]}
+    assert set(out["configs"]) == expected
+    assert set(out["deploy"]["nodes"]) == expected
+    for name, node in out["deploy"]["nodes"].items():
+        assert node["hostname"] == ("target2" if name.startswith("target2-") else "target")
+        assert list(node["profiles"]) == ["system"], "the main deploy sees only system profiles"
+        assert node["profiles"]["system"]["path"].startswith("activatable-nixos:")
+        assert node["sshUser"] == "deploy" and node["user"] == "root"
+
+
+def test_a_test_branch_deploy_has_only_the_requested_node():
+    out = outputs("target-v2")
+    assert list(out["deploy"]["nodes"]) == ["target-v2"]
+    node = out["deploy"]["nodes"]["target-v2"]
+    assert list(node["profiles"]) == ["test"]
+    assert node["profiles"]["test"]["profilePath"] == "/nix/var/nix/profiles/system"
+
+
+MOCK_INPUTS = """
+let
+  nixpkgs = { outPath = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-source"; inputs = { }; };
+  deploy-rs = {
+    outPath = "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-source";
+    inputs = {
+      inherit nixpkgs;
+      utils = {
+        outPath = "/nix/store/cccccccccccccccccccccccccccccccc-source";
+        inputs.systems = { outPath = "/nix/store/dddddddddddddddddddddddddddddddd-source"; inputs = { }; };
+      };
+      flake-compat = { outPath = "/nix/store/ffffffffffffffffffffffffffffffff-source"; };
+    };
+  };
+in { inherit nixpkgs deploy-rs; }
+"""
+
+
+def test_the_deployer_flake_pins_every_input_to_the_host_s_store_paths(tmp_path):
+    generated = nix_eval(f"import {path(FLEET / 'flake-text.nix')} ({MOCK_INPUTS})")
+    flake = tmp_path / "flake.nix"
+    flake.write_text(generated["text"])
+    parsed = subprocess.run(["nix-instantiate", "--parse", str(flake)], capture_output=True, text=True)
+    assert parsed.returncode == 0, parsed.stderr
+
+    inputs = nix_eval(f"(import {path(flake)}).inputs")
+    assert inputs["nixpkgs"] == {"url": "path:/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-source"}
+    deploy_rs = inputs["deploy-rs"]
+    assert deploy_rs["url"] == "path:/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-source"
+    assert deploy_rs["inputs"] == {
+        "nixpkgs": {"follows": "nixpkgs"},
+        "utils": {"follows": "deploy-rs_utils"},
+        "flake-compat": {"follows": "deploy-rs_flake-compat"},
+    }
+    assert inputs["deploy-rs_flake-compat"]["flake"] is False
+    assert inputs["deploy-rs_utils"]["inputs"] == {"systems": {"follows": "deploy-rs_utils_systems"}}
+    assert inputs["deploy-rs_utils_systems"]["url"].endswith("dddddddddddddddddddddddddddddddd-source")
+    assert len(generated["inputPaths"]) == 5 and len(set(generated["inputPaths"])) == 5
+
+
+def test_vm_test_has_the_issue_s_nodes_and_a_smoke_script():
+    test = nix_eval(
+        f"let t = import {path(REPO / 'test' / 'vm-test.nix')} {{ nixpkgs = null; deploy-rs = null; }} {{ }}; in "
+        "{ inherit (t) name testScript; nodes = builtins.attrNames t.nodes; "
+        "specialArgs = builtins.attrNames t.node.specialArgs; }"
+    )
+    assert test["nodes"] == ["cache", "deployer", "target", "target2"]
+    assert test["specialArgs"] == ["deploy-rs", "nixpkgs"]
+    script = test["testScript"]
+    assert script.index('deploy("target-v1")') < script.index('deploy("target-v2")')
+
+
+def test_the_parse_test_covers_test_definitions():
+    spec = importlib.util.spec_from_file_location("fleet_parse", REPO / "tests" / "fleet" / "test_fleet_parse.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    found = {str(p.relative_to(REPO)) for p in module.nix_files()}
+    for expected in ("test/vm-test.nix", "test/fleet/default.nix", "test/fleet/nodes/target.nix",
+                     "test/fleet/variants/cut-ssh.nix", "test/fleet/flake-text.nix"):
+        assert expected in found
