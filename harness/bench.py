@@ -8,7 +8,7 @@ restore_s          Machine.restore() of a snapshot to a usable shell (median of 
 succeed_true_*_ms  200 x succeed("true")
 succeed_subshell_median_ms  200 x succeed("true; true"): the general path, which forks
 output_10mb_s      time to return 10 MB of stdout
-xdist_speedup      harness/bench_suite (10 VM tests) wall time with -n 1 divided by -n 2
+xdist_speedup      harness/bench_suite (16 VM tests) wall time with -n 1 divided by -n 2
 Progress goes to stderr; only the JSON goes to stdout.
 """
 from __future__ import annotations
@@ -107,7 +107,7 @@ def xdist_speedup() -> tuple[float, float, float]:
     suite = Path(__file__).with_name("bench_suite")
     walls = []
     for workers in ("1", "2"):
-        log(f"running the 10-test VM suite with -n {workers}")
+        log(f"running the 16-test VM suite with -n {workers}")
         started = time.monotonic()
         proc = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", workers, str(suite)],

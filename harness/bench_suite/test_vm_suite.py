@@ -1,4 +1,4 @@
-"""Ten VM tests shaped like deploy checks: guest CPU work (a checksum of random data, as a
+"""Sixteen VM tests shaped like deploy checks: guest CPU work (a checksum of random data, as a
 closure copy or an activation costs), a write to the persistent disk, a snapshot restore."""
 import pytest
 
@@ -8,7 +8,7 @@ SUITE = FleetSpec("bench-suite", {"node": NodeSpec(vlans=())})
 
 
 @pytest.mark.fleet(SUITE)
-@pytest.mark.parametrize("case", range(10))
+@pytest.mark.parametrize("case", range(16))
 def test_guest_work(fleet, case):
     node = fleet["node"]
     digest = node.succeed(f"head -c 6000000 /dev/urandom | tee /persist/blob{case} | sha256sum")
