@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
@@ -31,13 +32,16 @@ def resolve(requested: str) -> AccelChoice:
         return AccelChoice("tcg", "auto: no /dev/kvm")
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return AccelChoice("tcg", "auto: /dev/kvm is not accessible to this user")
+    if shutil.which("qemu-system-x86_64") is None:
+        return AccelChoice("tcg", "auto: qemu-system-x86_64 is not installed (run ci/bootstrap); KVM not probed")
     cache_file = cache_root() / f"accel-{_host_key()}.json"
     with locked(cache_file.with_suffix(".lock")):
         if cache_file.exists():
             cached = AccelChoice(**json.loads(cache_file.read_text()))
             return AccelChoice(cached.name, f"{cached.reason} (cached verdict)")
-        choice = _probe()
-        cache_file.write_text(json.dumps(asdict(choice)))
+        choice, verdict = _probe()
+        if verdict:  # only what a real KVM guest did is a verdict about this host
+            cache_file.write_text(json.dumps(asdict(choice)))
         return choice
 
 
@@ -49,19 +53,29 @@ def _host_key() -> str:
     return "".join(c if c.isalnum() else "-" for c in raw)[:120]
 
 
-def _probe() -> AccelChoice:
-    """Boot the micro image under KVM; KVM counts only if the backdoor answers."""
-    from .fleet import Fleet, FleetSpec, NodeSpec  # the probe needs a real guest
+def _probe() -> tuple[AccelChoice, bool]:
+    """Boot the micro image under KVM; KVM counts only if the backdoor answers. Returns the
+    choice and whether it is a verdict about KVM (worth caching) or only a failed attempt."""
+    from .fleet import Fleet, FleetSpec, NodeSpec, state_root  # the probe needs a real guest
+    from .images import micro
+    from .vm import MachineError
 
+    try:
+        micro.ensure_micro_image()
+    except Exception as exc:  # no guest to probe with: say so, decide nothing for good
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return AccelChoice("tcg", f"auto: KVM not probed, no probe guest ({first}); using TCG"), False
     spec = FleetSpec("kvm-probe", {"probe": NodeSpec(vlans=())})
     fleet = Fleet(spec, accel="kvm", boot_timeout=PROBE_TIMEOUT,
-                  base_dir=Path(tempfile.mkdtemp(prefix="ndh-kvm-probe-")))
+                  base_dir=Path(tempfile.mkdtemp(prefix="ndh-kvm-probe-", dir=state_root())))
     try:
         fleet.boot()
         fleet["probe"].succeed("true")
-        return AccelChoice("kvm", "auto: a KVM guest booted")
-    except Exception as exc:  # any failure means: do not use KVM here
-        return AccelChoice("tcg", f"auto: /dev/kvm exists but a KVM guest {_symptom(exc)}; using TCG")
+        return AccelChoice("kvm", "auto: a KVM guest booted"), True
+    except MachineError as exc:  # the guest itself failed under KVM: a verdict
+        return AccelChoice("tcg", f"auto: /dev/kvm exists but a KVM guest {_symptom(exc)}; using TCG"), True
+    except Exception as exc:
+        return AccelChoice("tcg", f"auto: the KVM probe could not run ({exc}); using TCG"), False
     finally:
         fleet.close()
 

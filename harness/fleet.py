@@ -229,16 +229,21 @@ class Fleet:
 
     def close(self) -> None:
         """Kill every machine and switch (teardown: no clean shutdown needed, disks are scratch)."""
-        errors = []
-        for machine in self.machines.values():
-            try:
-                machine.close()
-            except MachineError as exc:
-                errors.append(exc)
-        for switch in self.switches.values():
-            switch.stop()
-        if not self.keep:
-            shutil.rmtree(self.state_dir, ignore_errors=True)
+        errors: list[Exception] = []
+        try:
+            for machine in self.machines.values():
+                try:
+                    machine.close()
+                except Exception as exc:  # one stuck machine must not keep the others running
+                    errors.append(exc)
+        finally:
+            for switch in self.switches.values():
+                try:
+                    switch.stop()
+                except Exception as exc:
+                    errors.append(exc)
+            if not self.keep:
+                shutil.rmtree(self.state_dir, ignore_errors=True)
         if errors:
             raise errors[0]
 

@@ -115,15 +115,17 @@ class FleetPool:
         )
         try:
             fleet.boot()
+            fleet.snapshot(PRISTINE)
+            if self.keep:
+                kept = fleet_state.KeptFleet(fleet, self._keep_origin(), os.environ.get(_RUN_ID_ENV))
+                kept.hold()
+                self.kept[spec] = kept
         except BaseException:
+            # Not in the pool yet, so nothing else would end it: no VM may outlive a failed boot.
+            fleet.close()
             if base_dir is not None:
                 fleet_state.stop(base_dir)  # the VLAN switches run as daemons in keep mode
             raise
-        fleet.snapshot(PRISTINE)
-        if self.keep:
-            kept = fleet_state.KeptFleet(fleet, self._keep_origin(), os.environ.get(_RUN_ID_ENV))
-            kept.hold()
-            self.kept[spec] = kept
         return fleet
 
     def _keep_origin(self) -> str:

@@ -28,7 +28,11 @@ def test_the_deploy_user_may_do_what_deploy_rs_needs_and_no_more(homelab):
         "read /etc/shadow": "sudo -n cat /etc/shadow",
         "a root shell": "sudo -n -s true",
         "bash as root": "sudo -n bash -c true",
-        "rm anything else": "sudo -n /run/current-system/sw/bin/rm /tmp/deploy-rs-canary-x /etc/passwd",
+        # `sudo -l CMD` only asks whether CMD is allowed: a rule that is too broad fails the
+        # test without deleting anything.
+        "rm a real canary and another file": "sudo -n -l /run/current-system/sw/bin/rm "
+        "/tmp/deploy-rs-canary-" + "0" * 32 + " /etc/passwd",
+        "rm another file": "sudo -n -l /run/current-system/sw/bin/rm /etc/passwd",
         "write /etc": "touch /etc/ndh-deploy-user-was-here",
     }
     for what, command in refused.items():

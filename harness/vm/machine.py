@@ -91,6 +91,8 @@ class Machine:
         # Given when attaching to a running machine: its shell's trailer function has it.
         self._backdoor_token = backdoor_token or secrets.token_hex(6)
         self._transcript = console.Transcript(self.transcript_path)
+        # wait_for_console_text reads the serial log from here (an earlier run's text is history).
+        self._serial_offset = self._serial_size()
         self._testinfra = None
 
     def __repr__(self) -> str:
@@ -115,6 +117,7 @@ class Machine:
         """Start QEMU without waiting for the guest (boot several machines in parallel)."""
         if self.booted:
             return
+        self._serial_offset = self._serial_size()
         self._transcript.note(f"starting {self.start_script}")
         (self.state_dir / "qmp").unlink(missing_ok=True)
         self.shared_dir.mkdir(exist_ok=True)
@@ -210,11 +213,11 @@ class Machine:
         if not self.booted:
             return
         self._transcript.note("crash")
-        try:
-            assert self.qmp is not None
-            self.qmp.execute("quit", timeout=10)
-        except (QMPConnectionError, QMPCommandError):
-            pass
+        if self.qmp is not None:  # a detached machine has none: kill it directly
+            try:
+                self.qmp.execute("quit", timeout=10)
+            except (QMPConnectionError, QMPCommandError):
+                pass
         self._stop_process()
 
     def reboot(self) -> None:
@@ -483,16 +486,27 @@ class Machine:
     # -- monitor, snapshots --------------------------------------------------------------
 
     def send_monitor_command(self, command: str) -> str:
-        self._require_up()
-        assert self.qmp is not None
-        return self.qmp.hmp(command)
+        return self._qmp("human-monitor-command", {"command-line": command})
 
     def send_key(self, key: str) -> None:
         """Press keys together, in QEMU's names: "ctrl-alt-delete"."""
+        self._qmp("send-key", {"keys": [{"type": "qcode", "data": part} for part in key.split("-")]})
+
+    def _qmp(self, command: str, arguments: dict, timeout: float = 600):
+        """A QMP command; its failures as errors that name this machine."""
         self._require_up()
-        assert self.qmp is not None
-        keys = [{"type": "qcode", "data": part} for part in key.split("-")]
-        self.qmp.execute("send-key", {"keys": keys})
+        if self.qmp is None:
+            raise MachineError(self.name, "has no QMP connection (detached): attach it first")
+        try:
+            return self.qmp.execute(command, arguments, timeout)
+        except QMPCommandError as exc:
+            raise QMPError(self.name, f"QEMU refused {command}: {exc}") from exc
+        except QMPConnectionError as exc:
+            status = self._stop_process() if not self._alive() else None
+            raise MachineDied(
+                self.name, f"QMP {command} failed ({exc}); QEMU status {status}",
+                console.excerpt(self.serial_log),
+            ) from exc
 
     def snapshot(self, name: str) -> None:
         """Save the whole VM (memory, devices, disk) as `name` in its qcow2 disk."""
@@ -507,8 +521,22 @@ class Machine:
         self._backdoor.discard_pending_output()
         self._hmp_snapshot(f"loadvm {name}", "restore")
         self._backdoor.discard_pending_output()
+        self._serial_offset = self._serial_size()  # what the console said before is history
         self._transcript.note(f"restored {name}")
-        self._backdoor.sync(timeout=60)
+        try:
+            self._backdoor.sync(timeout=60)
+        except BackdoorEOF as exc:
+            status = self._stop_process()
+            raise MachineDied(
+                self.name, f"QEMU exited (status {status}) right after restoring {name}",
+                console.excerpt(self.serial_log),
+            ) from exc
+        except (BackdoorTimeout, BackdoorRebooted) as exc:
+            raise MachineBroken(
+                self.name, f"the backdoor did not answer after restoring {name} ({exc}); "
+                "was the snapshot taken while a command ran? Reboot or restore another snapshot.",
+                console.excerpt(self.serial_log),
+            ) from exc
 
     def _hmp_snapshot(self, command: str, verb: str) -> None:
         assert self.qmp is not None
@@ -532,17 +560,24 @@ class Machine:
         return console.tail(self.serial_log, lines)
 
     def wait_for_console_text(self, regex: str, timeout: float = DEFAULT_TIMEOUT) -> str:
-        """Wait for a line matching `regex` on the serial console; returns the match."""
-        pattern = re.compile(regex)
+        """Wait for text matching `regex` on the serial console; returns the match. Only what
+        the console printed since this machine's last start, restore or match counts."""
+        pattern = re.compile(regex.encode())
         deadline = time.monotonic() + timeout
         while True:
-            text = self.serial_log.read_bytes().decode("utf-8", "replace") if self.serial_log.exists() else ""
+            with open(self.serial_log, "rb") as log:
+                log.seek(self._serial_offset)
+                text = log.read()
             match = pattern.search(text)
             if match:
-                return match.group(0)
+                self._serial_offset += match.end()
+                return match.group(0).decode("utf-8", "replace")
             if time.monotonic() > deadline:
                 raise MachineError(self.name, f"no console text matching {regex!r} within {timeout} s")
             time.sleep(0.1)
+
+    def _serial_size(self) -> int:
+        return self.serial_log.stat().st_size if self.serial_log.exists() else 0
 
     def note(self, text: str) -> None:
         """Write a marker into the transcript (the plugin marks each test's start)."""
@@ -603,8 +638,9 @@ class Machine:
         if self.process is not None:
             if self.process.poll() is None:
                 process.kill(self.process)
-            else:
-                process.stop(self.process)  # reaps and clears its group
+            elif isinstance(self.process, subprocess.Popen):
+                process.stop(self.process)  # our child: reaps it and clears its group
+            # An adopted QEMU that is gone gets no signal: its pid may belong to another process.
             status = self.process.returncode
         for closable in (self._backdoor, self.qmp):
             if closable is not None:

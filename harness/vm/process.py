@@ -15,9 +15,13 @@ _PR_SET_PDEATHSIG = 1
 _live: dict[int, subprocess.Popen] = {}
 
 
+# Bound once here: between fork and exec the child may only call async-signal-safe code, and
+# loading a library there (dlopen) can deadlock when the parent has threads (console readers).
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
 def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def spawn(argv: list[str], *, leash: bool = True, **popen_kwargs: Any) -> subprocess.Popen:

@@ -39,6 +39,15 @@ class VdeSwitch:
             )
         except FileNotFoundError as exc:
             raise VdeSwitchError("vde_switch is not installed (Debian: vde2); run ci/bootstrap") from exc
+        if not self.leash:
+            # The foreground vde_switch forks the daemon and exits: reap it, and fail at once if
+            # it could not start (otherwise it would sit as a zombie and we would wait in vain).
+            try:
+                status = self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                status = None
+            if status:
+                raise VdeSwitchError(f"vde_switch --daemon for VLAN {self.number} exited with {status}")
         deadline = time.monotonic() + timeout
         while not (self.socket_dir / "ctl").exists():
             if self.leash and self.process.poll() is not None:

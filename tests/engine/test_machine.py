@@ -179,3 +179,11 @@ def test_transcript_and_serial_log(fleet):
     assert "transcript-marker" in alpha.transcript_path.read_text()
     alpha.wait_for_console_text("serial-marker", timeout=10)
     assert "serial-marker" in alpha.serial_tail()
+    # Matched text is consumed, and what the console said before a restore is history.
+    with pytest.raises(MachineError, match="no console text matching"):
+        alpha.wait_for_console_text("serial-marker", timeout=1)
+    alpha.snapshot("console")
+    alpha.execute("echo before-restore >&2")
+    alpha.restore("console")
+    with pytest.raises(MachineError, match="no console text matching"):
+        alpha.wait_for_console_text("before-restore", timeout=1)
