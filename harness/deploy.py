@@ -138,8 +138,9 @@ def deploy_shell_command(
             raise ValueError(f"not a valid environment variable name: {name!r}")
     env = [f"{name}={q(value)}" for name, value in options.env.items()]
     # Without --foreground, `timeout` signals deploy's whole process group: its ssh children too.
+    # `-k` (not --kill-after): coreutils and busybox both take it.
     run = " ".join(
-        [*(["env", *env] if env else []), "timeout", "--kill-after=10", f"{timeout:g}"]
+        [*(["env", *env] if env else []), "timeout", "-k", "10", f"{timeout:g}"]
         + [shlex.join(argv)]
     )
     cd = f"cd {q(workdir)} && " if workdir else ""
