@@ -17,8 +17,10 @@ deploy-rs line has the shape "<emoji> <level emoji> [<deploy|activate|wait|revok
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +35,8 @@ LOG_DIR = "/tmp"
 DEFAULT_TIMEOUT = 900.0
 HOST_TIMEOUT_MARGIN = 30.0
 GUEST_TIMEOUT_EXIT = 124  # coreutils `timeout`: the command timed out
+GUEST_KILLED_EXIT = 137  # `timeout` had to SIGKILL it after KILL_GRACE: it ignored SIGTERM
+KILL_GRACE = 10  # seconds between `timeout`'s SIGTERM and its SIGKILL
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 
@@ -140,7 +144,7 @@ def deploy_shell_command(
     # Without --foreground, `timeout` signals deploy's whole process group: its ssh children too.
     # `-k` (not --kill-after): coreutils and busybox both take it.
     run = " ".join(
-        [*(["env", *env] if env else []), "timeout", "-k", "10", f"{timeout:g}"]
+        [*(["env", *env] if env else []), "timeout", "-k", f"{KILL_GRACE:g}", f"{timeout:g}"]
         + [shlex.join(argv)]
     )
     cd = f"cd {q(workdir)} && " if workdir else ""
@@ -386,7 +390,8 @@ def run_deploy(
     Each run gets its own log file by default: a previous run's orphaned `wait` ssh may still
     hold its log open and write into it.
 
-    `timeout` bounds deploy on the deployer (coreutils `timeout`, exit 124 -> timed_out); the
+    `timeout` bounds deploy on the deployer (`timeout`: exit 124, or 137 when deploy ignored
+    SIGTERM and was killed KILL_GRACE later -> timed_out); the
     host waits `HOST_TIMEOUT_MARGIN` longer for the shell before giving up with DeployError.
     """
     options = options or DeployOptions()
@@ -397,6 +402,7 @@ def run_deploy(
         "boot" if options.boot else "dry-activate" if options.dry_activate else "switch"
     )
     where = f"on {deployer.name}"
+    started = time.monotonic()
     try:
         status, output = deployer.execute(command, timeout=timeout + HOST_TIMEOUT_MARGIN)
     except (CommandTimeout, TimeoutError) as error:
@@ -424,4 +430,8 @@ def run_deploy(
             f"`deploy` could not be started {where} (exit 127): is deploy-rs in the deployer's "
             f"environment.systemPackages? Log: {strip_ansi(raw_log)[-300:]!r}"
         )
-    return parse_deploy_log(raw_log, exit_code, mode=mode, command=command, log_path=log_path)
+    result = parse_deploy_log(raw_log, exit_code, mode=mode, command=command, log_path=log_path)
+    if exit_code == GUEST_KILLED_EXIT and time.monotonic() - started >= timeout:
+        # Killed by `timeout` itself after deploy ignored SIGTERM: a timeout too.
+        result = dataclasses.replace(result, timed_out=True)
+    return result

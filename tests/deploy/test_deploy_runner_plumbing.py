@@ -33,6 +33,9 @@ case "${{STAND_IN_MODE:-}}" in
     echo $! > {record}/orphan.pid ;;
   hang)
     exec sleep 30 ;;
+  ignore-term)
+    trap '' TERM
+    sleep 30 ;;
 esac
 exit {status}
 """
@@ -187,6 +190,16 @@ def test_deployer_side_timeout_gives_timed_out(
     result = run_deploy(deployer, ".#target", log_path=str(scratch / "deploy.log"), timeout=1)
     assert time.monotonic() - started < 8  # `timeout 1`, well before its -k 10
     assert result.exit_code == 124 and result.timed_out
+
+
+def test_a_deploy_that_ignores_sigterm_is_killed_and_counts_as_timed_out(
+    deployer: LocalShell, stand_in: StandIn, scratch: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(deploy, "KILL_GRACE", 1)
+    stand_in.install(logs.success(False), status=0)
+    deployer.env = {**deployer.env, "STAND_IN_MODE": "ignore-term"}
+    result = run_deploy(deployer, ".#target", log_path=str(scratch / "deploy.log"), timeout=1)
+    assert result.exit_code == 137 and result.timed_out
 
 
 def test_host_side_timeout_raises_deploy_error(
