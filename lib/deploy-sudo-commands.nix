@@ -26,13 +26,19 @@ let
   # sudoers treats these characters specially in a command spec; a temp path never needs them.
   unsafe = builtins.match ''.*[][,:=\\*? 	"'].*'' tempPath != null;
 
-  checkedTempPath =
-    if builtins.substring 0 1 tempPath != "/" then
-      throw "deploy-sudo-commands: tempPath \"${tempPath}\" must be an absolute path"
+  # What is wrong with tempPath, or null. Exported too: the deploy module's assertion says the
+  # same thing before evaluation gets here.
+  tempPathProblem =
+    if builtins.substring 0 1 tempPath != "/" then "must be an absolute path"
     else if hasTrailingSlash && tempPath != "/" then
-      throw "deploy-sudo-commands: tempPath \"${tempPath}\" must not end in \"/\" (deploy-rs joins it with the canary name)"
+      "must not end in \"/\" (deploy-rs joins it with the canary name)"
     else if unsafe then
-      throw "deploy-sudo-commands: tempPath \"${tempPath}\" contains a character sudoers would interpret; use a plain directory such as /tmp"
+      "contains a character sudoers would interpret; use a plain directory such as /tmp"
+    else null;
+
+  checkedTempPath =
+    if tempPathProblem != null then
+      throw "deploy-sudo-commands: tempPath \"${tempPath}\" ${tempPathProblem}"
     else tempPath;
 
   canaryPath =
@@ -43,6 +49,6 @@ let
   removeCanary = map (rm: "${rm} ${canaryPath}") rmPaths;
 in
 {
-  inherit activate removeCanary canaryPath;
+  inherit activate removeCanary canaryPath tempPathProblem;
   all = [ activate ] ++ removeCanary;
 }

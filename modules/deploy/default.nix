@@ -87,10 +87,16 @@ in
   };
 
   config.assertions = [
-    {
-      assertion = lib.hasPrefix "/" cfg.tempPath && (cfg.tempPath == "/" || !lib.hasSuffix "/" cfg.tempPath);
-      message = ''homelab.deploy.tempPath = "${cfg.tempPath}" must be an absolute directory without a trailing "/".'';
-    }
+    (
+      let
+        # The same rule the deploy user's sudo rules are generated with (lib/deploy-sudo-commands.nix).
+        problem = (import ../../lib/deploy-sudo-commands.nix { inherit (cfg) tempPath; }).tempPathProblem;
+      in
+      {
+        assertion = problem == null;
+        message = ''homelab.deploy.tempPath = "${cfg.tempPath}" ${toString problem}.'';
+      }
+    )
     {
       assertion = cfg.targetHost != "";
       message = "homelab.deploy.targetHost is empty: set the address deploy-rs should connect to.";

@@ -181,6 +181,7 @@ def test_fleet_deploy_user_needs_sudo():
         ("homelab.deploy.confirmTimeout = 0;", "confirmTimeout"),
         ('homelab.users.deploy.trust = "root";', "trust"),
         ('homelab.deploy.tempPath = "relative";', "must be an absolute path"),
+        ('homelab.deploy.tempPath = "/tmp/a b";', "contains a character sudoers would interpret"),
     ],
 )
 def test_fleet_deploy_options_reject_bad_values(setting, error):
