@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 from .vm import Machine
-from .vm.adopted import AdoptedProcess, is_running, start_time
+from .vm.adopted import AdoptedProcess, is_running, start_time, terminate
 from .vm.machine import PortForward
 
 if TYPE_CHECKING:
@@ -555,15 +555,7 @@ def stop(directory: Path) -> list[int]:
     targets = {(r.pid, r.started) for r in [*record.nodes.values(), *record.switches] if r.running}
     targets |= set(leftover_processes(directory))
     ended = sorted(pid for pid, _ in targets if pid)
-    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-        alive = [(pid, started) for pid, started in targets if is_running(pid, started)]
-        for pid, _ in alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + grace
-        while any(is_running(p, s) for p, s in alive) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    survivors = [pid for pid, started in targets if is_running(pid, started)]
+    survivors = terminate(targets)
     if survivors:
         raise FleetStateError(f"could not stop pids {survivors} of fleet {directory.name}; its state stays in {directory}")
     shutil.rmtree(directory, ignore_errors=True)

@@ -4,8 +4,12 @@ process.py use (pid, poll, wait, returncode), and identifies the process by pid 
 time, so that a pid reused by an unrelated process never counts as the machine."""
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -60,3 +64,20 @@ class AdoptedProcess:
             time.sleep(0.02)
         assert self.returncode is not None
         return self.returncode
+
+
+def terminate(targets: Iterable[tuple[int, int]], grace: float = 5.0) -> list[int]:
+    """End each (pid, start time) that still runs: SIGTERM, then SIGKILL after `grace`. A pid
+    whose start time no longer matches belongs to another process now and gets no signal.
+    Returns the pids that survived both."""
+    targets = set(targets)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        alive = [(pid, started) for pid, started in targets if is_running(pid, started)]
+        for pid, _ in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while any(is_running(pid, started) for pid, started in alive) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return sorted(pid for pid, started in targets if is_running(pid, started))
+

@@ -3,13 +3,11 @@ Its stdin is a pipe we hold: vde_switch exits by itself when that closes, so a s
 outlives the process that started it."""
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
 
-from . import process
+from . import adopted, process
 
 
 class VdeSwitchError(RuntimeError):
@@ -22,6 +20,7 @@ class VdeSwitch:
         self.socket_dir = Path(socket_dir)
         self.leash = leash
         self.process: subprocess.Popen | None = None
+        self._daemon: tuple[int, int] | None = None  # keep mode: (pid, start time) of the daemon
 
     def start(self, timeout: float = 10) -> None:
         self.socket_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -49,7 +48,7 @@ class VdeSwitch:
             if status:
                 raise VdeSwitchError(f"vde_switch --daemon for VLAN {self.number} exited with {status}")
         deadline = time.monotonic() + timeout
-        while not (self.socket_dir / "ctl").exists():
+        while not (self.socket_dir / "ctl").exists() or not (self.leash or self._note_daemon()):
             if self.leash and self.process.poll() is not None:
                 raise VdeSwitchError(f"vde_switch for VLAN {self.number} exited with {self.process.returncode}")
             if time.monotonic() > deadline:
@@ -57,14 +56,26 @@ class VdeSwitch:
                 raise VdeSwitchError(f"vde_switch for VLAN {self.number} made no socket in {timeout} s")
             time.sleep(0.005)
 
+    def _note_daemon(self) -> bool:
+        """Remember the daemon's pid and start time once its pidfile is written."""
+        if self._daemon is None:
+            try:
+                pid = int(Path(str(self.socket_dir) + ".pid").read_text())
+            except (FileNotFoundError, ValueError):
+                return False
+            started = adopted.start_time(pid)
+            if started is None:
+                return False
+            self._daemon = (pid, started)
+        return True
+
     @property
     def pid(self) -> int | None:
         if self.leash:
             return self.process.pid if self.process and self.process.poll() is None else None
-        try:
-            return int((Path(str(self.socket_dir) + ".pid")).read_text())
-        except (FileNotFoundError, ValueError):
-            return None
+        if self._daemon is not None and adopted.is_running(*self._daemon):
+            return self._daemon[0]
+        return None
 
     def stop(self) -> None:
         if self.process is None:
@@ -81,23 +92,9 @@ class VdeSwitch:
         self.process = None
 
     def _stop_daemon(self) -> None:
-        """A daemonized switch (keep mode) is not our child: end it by its pidfile, but only
-        while that pid is still this switch (its command line names our socket directory)."""
-        pid = self.pid
-        if pid is None or str(self.socket_dir).encode() not in _cmdline(pid):
-            return
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 2
-        while _cmdline(pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if _cmdline(pid):
-            os.kill(pid, signal.SIGKILL)
+        """A daemonized switch (keep mode) is not our child: end it by pid and start time, so a
+        pid that has since gone to another process gets no signal."""
+        self._note_daemon()
+        if self._daemon is not None:
+            adopted.terminate([self._daemon], grace=2)
         Path(str(self.socket_dir) + ".pid").unlink(missing_ok=True)
-
-
-def _cmdline(pid: int) -> bytes:
-    """The process's command line; empty once it is gone (a zombie has none either)."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
