@@ -99,9 +99,13 @@ class Fleet:
         self.switches: dict[int, VdeSwitch] = {}
         self.machines: dict[str, Machine] = {}
         self.boot_timeout = boot_timeout
-        self.snapshots_supported = True
         # Machines QEMU refused to snapshot, with QEMU's reason: they cold-boot in reset().
         self.cold_boot: dict[str, str] = {}
+
+    @property
+    def snapshots_supported(self) -> bool:
+        """False once a machine refused the pristine snapshot and cold-boots per test instead."""
+        return not self.cold_boot
 
     def __getitem__(self, name: str) -> Machine:
         try:
@@ -183,7 +187,6 @@ class Fleet:
                 refused[machine.name] = _first_line(exc)
         if refused:
             self.cold_boot.update(refused)
-            self.snapshots_supported = False
             self.progress(
                 f"fleet {self.spec.name}: QEMU cannot snapshot {', '.join(sorted(refused))} "
                 f"({'; '.join(sorted(set(refused.values())))}); "

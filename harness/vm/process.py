@@ -78,10 +78,6 @@ def kill_all() -> None:
         kill(proc)
 
 
-def live_pids() -> list[int]:
-    return [pid for pid, proc in _live.items() if proc.poll() is None]
-
-
 def wait_for_exit(proc: subprocess.Popen, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while proc.poll() is None:
