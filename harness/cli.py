@@ -302,7 +302,7 @@ def _run_options() -> argparse.ArgumentParser:
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
-    from .cli_shell import BackdoorShell
+    from .vm.shell_session import BackdoorShell
 
     record = fleet_state.find(args.fleet)
     again = f"{fleet_state.env_prefix()}deploy-harness shell {args.node} --fleet {record.name}"

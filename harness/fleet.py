@@ -6,12 +6,14 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Protocol, Union
+from typing import Callable, Iterator
 
 from .images import micro
-from .vm import Machine, MachineError, QMPError, VdeSwitch
+from .specs import FleetSpec, Image, NodeSpec
+from .vm import Machine, MachineError, QMPError, VdeSwitch, start_all
+
+__all__ = ["PRISTINE", "Fleet", "FleetSpec", "Image", "NodeSpec"]
 
 PRISTINE = "ndh-pristine"
 # Besides the disk image, what a cold boot deletes so the start script recreates it: NixOS's
@@ -29,52 +31,6 @@ def state_root() -> str:
     return os.environ.get("NDH_STATE_DIR", "/tmp")
 
 
-@dataclass(frozen=True)
-class NodeSpec:
-    vlans: tuple[int, ...] = (1,)
-    memory_mb: int = 128
-    allow_reboot: bool = False
-    forward_ports: tuple[int, ...] = ()
-
-
-class Image(Protocol):
-    """Where a fleet's start scripts come from (besides the built-in "micro" image). Must be
-    hashable (a frozen dataclass): fleets are reused per spec."""
-
-    def start_scripts(
-        self, spec: "FleetSpec", state_dir: Path, progress: Callable[[str], None]
-    ) -> dict[str, Path]:
-        """One `run-<name>-vm` script per node of `spec`, built or written under `state_dir`.
-        VLAN sockets are passed to the scripts as QEMU_VDE_SOCKET_<n> for each VLAN the
-        node's NodeSpec lists."""
-        ...
-
-
-@dataclass(frozen=True)
-class FleetSpec:
-    """A network of nodes. Hashable: the plugin boots one fleet per spec and reuses it."""
-
-    name: str
-    nodes: Mapping[str, NodeSpec] = field(hash=False)
-    image: Union[str, Image] = "micro"
-
-    def __hash__(self) -> int:
-        return hash((self.name, self.image, tuple(sorted(self.nodes.items()))))
-
-    def node_numbers(self) -> dict[str, int]:
-        """The NixOS test framework's numbering: alphabetical position, from 1."""
-        return {name: number for number, name in enumerate(sorted(self.nodes), 1)}
-
-    def addresses(self) -> dict[str, str]:
-        """Each node's address on its first VLAN, as /etc/hosts lists it."""
-        numbers = self.node_numbers()
-        return {
-            name: f"192.168.{spec.vlans[0]}.{numbers[name]}"
-            for name, spec in self.nodes.items()
-            if spec.vlans
-        }
-
-
 class Fleet:
     def __init__(
         self,
@@ -86,9 +42,8 @@ class Fleet:
         boot_timeout: float = 300,
         progress: Callable[[str], None] = lambda _: None,
     ) -> None:
-        if isinstance(spec.image, str) and spec.image != "micro":
-            raise ValueError(f"fleet {spec.name}: unknown image {spec.image!r} (known: 'micro')")
         self.spec = spec
+        self.image: Image = spec.image or micro.MICRO
         self.accel = accel
         self.keep = keep
         self.progress = progress
@@ -139,35 +94,21 @@ class Fleet:
                     vlans={v: self.switches[v].socket_dir for v in node.vlans},
                     allow_reboot=node.allow_reboot,
                     accel=self.accel,
+                    accel_options=self.image.accel_options(self.accel),
                     forward_ports=node.forward_ports,
                     boot_timeout=self.boot_timeout,
                     leash=not self.keep,
                     reattachable=self.keep,  # kept fleets are driven again by later processes
                 )
             self.progress(f"booting {len(self.machines)} node(s) of fleet {self.spec.name} ({self.accel})")
-            for machine in self.machines.values():
-                machine.launch()
-            for machine in self.machines.values():
-                machine.connect()
+            start_all(*self.machines.values())
         except BaseException:
             self.close()
             raise
         self.progress(f"fleet {self.spec.name} up in {time.monotonic() - started:.1f} s")
 
     def _start_scripts(self) -> dict[str, Path]:
-        if not isinstance(self.spec.image, str):
-            return self.spec.image.start_scripts(self.spec, self.state_dir, self.progress)
-        image = micro.ensure_micro_image(self.progress)
-        numbers = self.spec.node_numbers()
-        hosts = self.spec.addresses()
-        return {
-            name: micro.write_start_script(
-                self.state_dir / name,
-                image,
-                micro.MicroNode(name, numbers[name], node.vlans, hosts, node.memory_mb),
-            )
-            for name, node in self.spec.nodes.items()
-        }
+        return self.image.start_scripts(self.spec, self.state_dir, self.progress)
 
     def snapshot(self, name: str) -> None:
         """Snapshot every machine. A machine QEMU cannot snapshot (DESIGN.md §5: a 9p share, or
@@ -221,10 +162,7 @@ class Fleet:
             for pattern in (machine.disk_image.name, *FRESH_BOOT_FILES):
                 for path in machine.state_dir.glob(pattern):
                     path.unlink()
-        for machine in machines:
-            machine.launch()
-        for machine in machines:
-            machine.connect()
+        start_all(*machines)
 
     def note(self, text: str) -> None:
         for machine in self.machines.values():

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .fleet import FleetSpec, NodeSpec
+from .specs import FleetSpec, NodeSpec
 
 # Two micro nodes on VLAN 1 (192.168.1.1 alpha, 192.168.1.2 beta). They may reboot: a
 # `reboot` typed in a shell restarts the guest instead of ending QEMU.

@@ -248,6 +248,27 @@ def write_start_script(directory: Path, image: MicroImage, node: MicroNode) -> P
     return path
 
 
+@dataclass(frozen=True)
+class Micro:
+    """The micro image as a fleet's Image: one generated start script per node."""
+
+    def start_scripts(self, spec, state_dir: Path, progress: Callable[[str], None]) -> dict[str, Path]:
+        image = ensure_micro_image(progress)
+        numbers, hosts = spec.node_numbers(), spec.addresses()
+        return {
+            name: write_start_script(
+                state_dir / name, image, MicroNode(name, numbers[name], node.vlans, hosts, node.memory_mb)
+            )
+            for name, node in spec.nodes.items()
+        }
+
+    def accel_options(self, accel: str) -> tuple[str, ...]:
+        return ("-accel", accel)  # our own script: nothing else picks an accelerator
+
+
+MICRO = Micro()
+
+
 if __name__ == "__main__":  # `python -m harness.images.micro`: build (or find) the image
     built = ensure_micro_image(lambda text: print(f"micro image: {text}", flush=True))
     print(f"micro image: ready in {built.directory}")

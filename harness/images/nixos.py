@@ -9,24 +9,21 @@ Whether Nix can build the nodes at all is decided once per process (`availabilit
 scenarios skip with nix's own first error lines when it cannot (no nix, offline, no `kvm`
 system feature), instead of failing every test the same way.
 
-Why a wrapper: forcing the accelerator. nixpkgs' start scripts pick the accelerator
-themselves, in the `-machine accel=` form: older nixpkgs run `qemu-kvm -cpu max`, where the qemu
-package's `qemu-kvm` wrapper adds `-enable-kvm` whenever /dev/kvm exists (pkgs/applications/
-virtualization/qemu/default.nix: makeWrapper ... --add-flags "$([ -e /dev/kvm ] && echo
--enable-kvm)"), and `-enable-kvm` is QEMU's shorthand for `-machine accel=kvm`; newer nixpkgs run
-`qemu-system-x86_64 -machine accel=kvm:tcg -cpu max` (nixos/lib/qemu-common.nix, qemuBinary).
-Either way KVM is tried whenever /dev/kvm exists, whether or not it works (DESIGN.md §4). The
-engine passes its choice as `-accel <kvm|tcg>` in QEMU_OPTS, which QEMU refuses to combine with
-`-machine accel=` ("The -accel and "-machine accel=" options are incompatible", QEMU 7.2). QEMU
-merges repeated `-machine` options and the last `accel=` wins, and QEMU_OPTS comes after
-nixpkgs' own flags on the command line. So the wrapper rewrites the engine's `-accel X` into
-`-machine accel=X`: X becomes the only accelerator QEMU tries, and --vm-accel=tcg really is TCG
-(tests/nixos/test_nixos_image_accel.py checks this with QEMU and a script shaped like nixpkgs').
+The accelerator: nixpkgs' start scripts pick their own, in the `-machine accel=` form: older
+nixpkgs run `qemu-kvm -cpu max`, where the qemu package's `qemu-kvm` wrapper adds `-enable-kvm`
+whenever /dev/kvm exists (pkgs/applications/virtualization/qemu/default.nix), and `-enable-kvm`
+is QEMU's shorthand for `-machine accel=kvm`; newer nixpkgs run `qemu-system-x86_64 -machine
+accel=kvm:tcg -cpu max` (nixos/lib/qemu-common.nix, qemuBinary). Either way KVM is tried whenever
+/dev/kvm exists, whether or not it works. QEMU refuses to combine the engine's default `-accel X`
+with `-machine accel=` ("The -accel and "-machine accel=" options are incompatible", QEMU 7.2),
+but merges repeated `-machine` options with the last `accel=` winning, and QEMU_OPTS comes after
+nixpkgs' own flags. So this image asks the engine for `-machine accel=X` (`accel_options`): X
+becomes the only accelerator QEMU tries, and --vm-accel=tcg really is TCG
+(tests/nixos/test_nixos_image_accel.py checks this with QEMU and scripts shaped like nixpkgs').
 """
 from __future__ import annotations
 
 import os
-import shlex
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +32,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from .. import nix
 
 if TYPE_CHECKING:  # the fleet imports images, not the other way round at run time
-    from ..fleet import FleetSpec
+    from ..specs import FleetSpec
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SYSTEM = "x86_64-linux"
@@ -82,9 +79,10 @@ class NixosTestImage:
         self, spec: "FleetSpec", state_dir: Path, progress: Callable[[str], None]
     ) -> dict[str, Path]:
         vms = build_vms(self, tuple(sorted(spec.nodes)), progress)
-        return {
-            name: write_wrapper(state_dir / name, name, vms[name]) for name in spec.nodes
-        }
+        return {name: vms[name] for name in spec.nodes}
+
+    def accel_options(self, accel: str) -> tuple[str, ...]:
+        return ("-machine", f"accel={accel}")
 
 
 # -- building, once per process ------------------------------------------------------------
@@ -171,33 +169,3 @@ def _scripts_by_node(outputs: Sequence[str], nodes: Sequence[str]) -> dict[str, 
             "those nodes of the test, and is each node's networking.hostName its node name?"
         )
     return {node: found[node] for node in nodes}
-
-
-# -- the per-node wrapper ------------------------------------------------------------------
-
-
-def wrapper_text(node: str, script: Path) -> str:
-    """A `run-<node>-vm` that fixes the accelerator flag (module docstring) and runs Nix's."""
-    return f"""#!/usr/bin/env bash
-# run-{node}-vm: nixos-deploy-harness wrapper around the start script Nix built for node {node}.
-# nixpkgs' script selects its accelerator with `-machine accel=` (or qemu-kvm's -enable-kvm),
-# which QEMU refuses to combine with the harness's `-accel X`; a later `-machine accel=X` wins.
-# So `-accel X` in QEMU_OPTS becomes `-machine accel=X`. (harness/images/nixos.py explains.)
-set -euo pipefail
-opts=" ${{QEMU_OPTS:-}} "
-for accel in kvm tcg; do
-  opts=${{opts// -accel $accel / -machine accel=$accel }}
-done
-opts=${{opts# }}
-export QEMU_OPTS=${{opts% }}
-exec {shlex.quote(str(script))} "$@"
-"""
-
-
-def write_wrapper(directory: Path, node: str, script: Path) -> Path:
-    """Write `<directory>/bin/run-<node>-vm` around Nix's script and return its path."""
-    path = directory / "bin" / f"run-{node}-vm"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(wrapper_text(node, script))
-    path.chmod(0o755)
-    return path

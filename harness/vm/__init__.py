@@ -7,18 +7,25 @@ from .errors import (
     MachineError,
     MachineStartError,
     QMPError,
+    WaitTimeout,
 )
-from .machine import Machine
+from .guest import GuestShell
+from .machine import Machine, start_all
+from .qemu_options import PortForward
 from .vlan import VdeSwitch
 
 __all__ = [
     "CommandFailed",
     "CommandTimeout",
+    "GuestShell",
     "Machine",
     "MachineBroken",
     "MachineDied",
     "MachineError",
     "MachineStartError",
+    "PortForward",
     "QMPError",
     "VdeSwitch",
+    "WaitTimeout",
+    "start_all",
 ]

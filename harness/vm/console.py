@@ -1,19 +1,24 @@
-"""The serial console log (QEMU's stdout, written by QEMU itself to a file) and the
-per-command transcript of the backdoor."""
+"""The serial console log (QEMU's stdout, written by QEMU itself to a file), the verbs that
+read it (mixed into Machine), and the per-command transcript of the backdoor."""
 from __future__ import annotations
 
 import re
 import time
 from pathlib import Path
 
+from .errors import WaitTimeout
+from .guest import DEFAULT_TIMEOUT
+from .poll import PollTimeout, poll
 
-def tail(path: Path, lines: int = 30, max_bytes: int = 64 * 1024) -> str:
-    """The last `lines` lines of a log file, readable even if the guest wrote binary junk."""
+
+def tail(path: Path, lines: int = 30, max_bytes: int = 64 * 1024, start: int = 0) -> str:
+    """The last `lines` lines of a log file (of what it holds from byte `start` on), readable
+    even if the guest wrote binary junk."""
     try:
         with open(path, "rb") as handle:
             handle.seek(0, 2)
             size = handle.tell()
-            handle.seek(max(0, size - max_bytes))
+            handle.seek(max(start, size - max_bytes))
             data = handle.read()
     except FileNotFoundError:
         return ""
@@ -24,10 +29,10 @@ def tail(path: Path, lines: int = 30, max_bytes: int = 64 * 1024) -> str:
 _NOTABLE = re.compile(r"Kernel panic|BUG:|Oops:|general protection fault|Attempted to kill init")
 
 
-def excerpt(path: Path, lines: int = 30) -> str:
+def excerpt(path: Path, lines: int = 30, start: int = 0) -> str:
     """The tail of a serial log for an error message. A kernel panic's first line is usually
     followed by a long stack dump, so when it has scrolled out of the tail it is put first."""
-    text = tail(path, lines=2000)
+    text = tail(path, lines=2000, start=start)
     all_lines = text.splitlines()
     last = all_lines[-lines:]
     notable = [line for line in all_lines[:-lines] if _NOTABLE.search(line)]
@@ -62,3 +67,39 @@ class Transcript:
 
     def close(self) -> None:
         self._file.close()
+
+
+class SerialConsoleVerbs:
+    def serial_tail(self, lines: int = 30) -> str:
+        return tail(self.serial_log, lines)
+
+    def get_console_log(self) -> str:
+        """Everything the serial console printed since this machine's state directory was made."""
+        return self.serial_log.read_bytes().decode("utf-8", "replace").replace("\r", "") if self.serial_log.exists() else ""
+
+    def wait_for_console_text(self, regex: str, timeout: float = DEFAULT_TIMEOUT) -> str:
+        """Wait for text matching `regex` on the serial console; returns the match. Only what
+        the console printed since this machine's last start, restore or match counts."""
+        pattern = re.compile(regex.encode())
+
+        def search():
+            with open(self.serial_log, "rb") as log:
+                log.seek(self._serial_offset)
+                return pattern.search(log.read())
+
+        try:
+            match = poll(search, lambda found: found is not None, timeout)
+        except PollTimeout:
+            raise WaitTimeout(
+                self.name, f"no console text matching {regex!r} within {timeout} s", 1, "",
+                serial_tail=self.evidence_tail(),
+            ) from None
+        self._serial_offset += match.end()
+        return match.group(0).decode("utf-8", "replace")
+
+    def shell_interact(self) -> int:
+        """A root shell on this machine for the person running the test (as the driver's
+        `shell_interact`; Ctrl-] or Ctrl-D returns to the test)."""
+        from .shell_session import BackdoorShell
+
+        return BackdoorShell(self, "this test", "machine.shell_interact()").interactive()

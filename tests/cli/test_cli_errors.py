@@ -127,6 +127,9 @@ def test_a_fleet_that_does_not_boot_leaves_nothing_behind(cli, tmp_path):
 
         @dataclass(frozen=True)
         class ExitsAtOnce:
+            def accel_options(self, accel):
+                return ("-accel", accel)
+
             def start_scripts(self, spec, state_dir, progress):
                 scripts = {}
                 for name in spec.nodes:

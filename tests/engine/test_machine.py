@@ -108,7 +108,8 @@ def test_wait_for_unit_reads_systemctl_show(fleet):
     alpha = fleet["alpha"]
     alpha.succeed(
         "cat > /bin/systemctl <<'EOF'\n#!/bin/sh\n"
-        "case \"$2\" in show) cat /tmp/unit-state ;; list-jobs) cat /tmp/unit-jobs ;; esac\nEOF\n"
+        "case \"$*\" in *show*) cat /tmp/unit-state ;;\n"
+        "  *list-jobs*) if [ -s /tmp/unit-jobs ]; then cat /tmp/unit-jobs; else echo 'No jobs running.'; fi ;; esac\nEOF\n"
         "chmod +x /bin/systemctl; echo ActiveState=activating > /tmp/unit-state; "
         "echo '1 x.service start running' > /tmp/unit-jobs"
     )

@@ -15,7 +15,7 @@ from harness.vm import MachineError
 
 
 @dataclass(frozen=True)
-class MicroWithRawVariables:
+class MicroWithRawVariables(micro.Micro):
     """The micro image, plus for some nodes a writable raw drive kept where qemu-vm.nix keeps a
     UEFI node's variables (<state>/<name>-efi-vars.fd), created when missing as nixpkgs does."""
 

@@ -1,5 +1,5 @@
-"""--vm-accel=tcg gives TCG for start scripts shaped like nixpkgs', through the provider's
-wrapper (harness/images/nixos.py explains the mechanism). Real QEMU, the real engine, the micro
+"""--vm-accel=tcg gives TCG for start scripts shaped like nixpkgs', through the accelerator
+options the NixOS image asks for (harness/images/nixos.py explains the mechanism). Real QEMU, the real engine, the micro
 image's kernel in a start script that picks its accelerator the two ways nixpkgs does."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from harness.images import micro
-from harness.images.nixos import write_wrapper
+from harness.images.nixos import NixosTestImage
 from harness.vm import Machine, MachineStartError
 
 # The two ways nixpkgs' start scripts choose an accelerator (nixos/lib/qemu-common.nix):
@@ -39,9 +39,10 @@ def nixpkgs_shaped_script(tmp_path, image, launcher: str):
 
 
 @pytest.mark.parametrize("launcher", sorted(NIXPKGS_LAUNCHERS))
-def test_forced_tcg_boots_under_tcg_through_the_wrapper(tmp_path, image, launcher):
-    script = write_wrapper(tmp_path / "node", "probe", nixpkgs_shaped_script(tmp_path, image, launcher))
-    machine = Machine("probe", script, tmp_path / "state", accel="tcg", boot_timeout=120)
+def test_forced_tcg_boots_under_tcg_with_the_nixos_image_s_options(tmp_path, image, launcher):
+    script = nixpkgs_shaped_script(tmp_path, image, launcher)
+    options = NixosTestImage(flake="unused").accel_options("tcg")
+    machine = Machine("probe", script, tmp_path / "state", accel="tcg", accel_options=options, boot_timeout=120)
     try:
         machine.start()
         assert machine.succeed("echo up") == "up\n"
@@ -50,7 +51,7 @@ def test_forced_tcg_boots_under_tcg_through_the_wrapper(tmp_path, image, launche
         machine.close()
 
 
-def test_without_the_wrapper_qemu_refuses_the_engine_s_accel_flag(tmp_path, image):
+def test_with_the_engine_s_default_flag_qemu_refuses_a_nixpkgs_script(tmp_path, image):
     script = nixpkgs_shaped_script(tmp_path, image, "machine-accel")
     machine = Machine("probe", script, tmp_path / "state", accel="tcg", boot_timeout=60)
     try:

@@ -1,11 +1,13 @@
-"""`deploy-harness shell NODE`: a root shell on a node over the backdoor.
+"""A root shell on a node over the backdoor, for a person: `deploy-harness shell NODE`, and
+`machine.shell_interact()` from inside a test.
 
 The backdoor is a bash with no prompt and no echo, reading the virtio console; its commands'
 stderr goes to the serial console. Typing into it raw would show nothing until output comes
 back. So the editing happens here, with readline (history, line editing, pasting several lines
 at once), and each line runs as one backdoor command: stderr merged into stdout, the output
 printed when the command ends, a non-zero exit status shown, the working directory carried
-over to the next line (variables are not: each line is a fresh subshell). Ctrl-] or Ctrl-D
+over to the next line (variables are not: each line is a fresh subshell). Lines run as a person's
+shell runs them, without the driver's `set -euo pipefail`. Ctrl-] or Ctrl-D
 detaches; the VM keeps running.
 
 The backdoor cannot interrupt a guest command (its console is raw: no signals). Ctrl-C while a
@@ -18,9 +20,12 @@ import shlex
 import sys
 import threading
 from pathlib import Path
-from typing import BinaryIO, Iterable, TextIO
+from typing import TYPE_CHECKING, BinaryIO, Iterable, TextIO
 
-from .vm import Machine, MachineError
+from .errors import MachineError
+
+if TYPE_CHECKING:
+    from .machine import Machine
 
 DETACH_KEY = "\x1d"  # Ctrl-]
 _CWD_MARK = b"\x1fndh-cwd:"
@@ -34,7 +39,7 @@ def wrap(line: str, cwd: str) -> str:
     """The backdoor command for one typed line: start in `cwd`, stderr into stdout, and print
     the directory the line ended in after a marker byte (the output ends with it)."""
     return (
-        f"cd -- {shlex.quote(cwd)} 2>/dev/null\nexec 2>&1\n{line}\n"
+        f"set +euo pipefail; cd -- {shlex.quote(cwd)} 2>/dev/null\nexec 2>&1\n{line}\n"
         "__ndh_status=$?; printf '\\037ndh-cwd:%s' \"$PWD\"; exit $__ndh_status"
     )
 
@@ -50,7 +55,7 @@ def split_cwd(output: bytes) -> tuple[bytes, str | None]:
 class BackdoorShell:
     def __init__(
         self,
-        machine: Machine,
+        machine: "Machine",
         fleet: str,
         attach_command: str,
         out: BinaryIO | None = None,

@@ -1,0 +1,82 @@
+"""QEMU monitor verbs, mixed into Machine: monitor commands, keys, and whole-VM snapshots."""
+from __future__ import annotations
+
+import re
+import time
+
+from . import keys
+from .backdoor import BackdoorEOF, BackdoorRebooted, BackdoorTimeout
+from .errors import MachineBroken, MachineDied, MachineError, QMPError
+from .qmp import QMPCommandError, QMPConnectionError
+
+
+class MonitorVerbs:
+    def send_monitor_command(self, command: str) -> str:
+        return self._qmp("human-monitor-command", {"command-line": command})
+
+    def send_key(self, key: str, delay: float | None = 0.01) -> None:
+        """Press keys together, in QEMU's names ("ctrl-alt-delete"), or type one character."""
+        self._qmp("send-key", {"keys": [{"type": "qcode", "data": part} for part in keys.qcodes(key)]})
+        if delay is not None:
+            time.sleep(delay)
+
+    def send_chars(self, chars: str, delay: float | None = 0.01) -> None:
+        """Type `chars` on the virtual keyboard: `send_chars("root\\n")`."""
+        for char in chars:
+            self.send_key(char, delay)
+
+    def _qmp(self, command: str, arguments: dict, timeout: float = 600):
+        """A QMP command; its failures as errors that name this machine."""
+        self._require_up()
+        if self.qmp is None:
+            raise MachineError(self.name, "has no QMP connection (detached): attach it first")
+        try:
+            return self.qmp.execute(command, arguments, timeout)
+        except QMPCommandError as exc:
+            raise QMPError(self.name, f"QEMU refused {command}: {exc}") from exc
+        except QMPConnectionError as exc:
+            status = self._stop_process() if not self._alive() else None
+            raise MachineDied(
+                self.name, f"QMP {command} failed ({exc}); QEMU status {status}",
+                self.evidence_tail(),
+            ) from exc
+
+    def snapshot(self, name: str) -> None:
+        """Save the whole VM (memory, devices, disk) as `name` in its qcow2 disk."""
+        self._require_up()
+        self._hmp_snapshot(f"savevm {name}", "snapshot")
+        self._transcript.note(f"snapshot {name}")
+
+    def restore(self, name: str) -> None:
+        """Go back to snapshot `name` and check the shell answers; heals an out-of-step backdoor."""
+        self._require_up()
+        assert self._backdoor is not None
+        self._backdoor.discard_pending_output()
+        self._hmp_snapshot(f"loadvm {name}", "restore")
+        self._backdoor.discard_pending_output()
+        self._serial_offset = self._evidence_from = self._serial_size()  # what the console said before is history
+        self._transcript.note(f"restored {name}")
+        try:
+            self._backdoor.sync(timeout=60)
+        except BackdoorEOF as exc:
+            status = self._stop_process()
+            raise MachineDied(
+                self.name, f"QEMU exited (status {status}) right after restoring {name}",
+                self.evidence_tail(),
+            ) from exc
+        except (BackdoorTimeout, BackdoorRebooted) as exc:
+            raise MachineBroken(
+                self.name, f"the backdoor did not answer after restoring {name} ({exc}); "
+                "was the snapshot taken while a command ran? Reboot or restore another snapshot.",
+                self.evidence_tail(),
+            ) from exc
+
+    def _hmp_snapshot(self, command: str, verb: str) -> None:
+        assert self.qmp is not None
+        try:
+            text = self.qmp.hmp(command)
+        except (QMPCommandError, QMPConnectionError) as exc:
+            raise QMPError(self.name, f"{verb} failed: {exc}") from exc
+        # HMP reports errors as text, not as a QMP error.
+        if re.search(r"error|fail|not |doesn't|does not", text, re.IGNORECASE):
+            raise QMPError(self.name, f"{verb} `{command}` failed: {text.strip()}")
