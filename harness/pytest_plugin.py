@@ -27,7 +27,10 @@ import pytest
 from . import accel as accel_mod
 from . import fleet_state
 from .fleet import PRISTINE, Fleet, FleetSpec
-from .vm import process
+from .vm import console, process
+
+# Lines of each node's serial log and transcript a failed test's report (and JUnit XML) carries.
+JUNIT_TAIL_LINES = 40
 
 _ACCEL_KEY = pytest.StashKey[accel_mod.AccelChoice]()
 _POOL_KEY = pytest.StashKey["FleetPool"]()
@@ -212,6 +215,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                     destination = target / f"{machine.name}.{suffix}"
                     shutil.copyfile(source, destination)
                     saved.append(str(destination))
+                    # JUnit XML: the paths as properties, the tails as system-out (with
+                    # junit_logging=system-out or all), so a CI page shows the evidence.
+                    item.user_properties.append((f"vm-{machine.name}-{suffix}", str(destination)))
+            report.sections.append(
+                (f"Captured stdout {machine.name} serial tail", machine.serial_tail(JUNIT_TAIL_LINES))
+            )
+            report.sections.append(
+                (f"Captured stdout {machine.name} transcript tail", console.tail(machine.transcript_path, JUNIT_TAIL_LINES))
+            )
+    report.user_properties = list(item.user_properties)
     if saved:
         report.sections.append(("vm artifacts", "\n".join(saved)))
 

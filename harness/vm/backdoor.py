@@ -11,11 +11,17 @@ command's own output can be mistaken for the trailer. A later connection to a sh
 already set up (a reattachable console, `resume`) defines the same function again and counts
 from a fresh random number, so trailers of an earlier connection's commands never match.
 
-Commands run in a subshell with stdin from /dev/null, as upstream does, so `cd`, `exit`,
-`set -e` or variables never leak into the backdoor shell. Forking that subshell costs ~5 ms
-under TCG, so commands that provably cannot change shell state (one read-only builtin with
-plain or single-quoted words: `true`, `test -e '/x'`, `[ -f /x ]`, `echo ok`) run directly
-in the backdoor shell: the polling commands that dominate VM tests cost no fork.
+Commands run as the NixOS test driver runs them: `set -euo pipefail`, in a subshell (so `cd`,
+`exit` or variables never leak into the backdoor shell), stdin from /dev/null. Unlike the
+driver's, stdout is not base64-encoded: it goes through a pipe to `cat`, which writes it to the
+console in large chunks. A program writing many short lines straight to the virtio console
+costs the guest an interrupt per line and can lose the machine (the kernel disables the IRQ).
+stderr goes to a file per command, `STDERR_FILE`, so a failure can show that command's own
+stderr; the trailer function copies it to the serial console afterwards, where the driver's
+users look for it. Forking the subshell costs ~5 ms under TCG, so commands that provably cannot
+change shell state, print much or depend on shell options (one read-only builtin with plain or
+single-quoted words: `true`, `test -e '/x'`, `[ -f /x ]`, `echo ok`) run directly in the backdoor
+shell: the polling commands that dominate VM tests cost no fork.
 """
 from __future__ import annotations
 
@@ -30,6 +36,9 @@ import pexpect
 from .console_reader import ConsoleReader, ReaderSpawn
 
 READY_LINE = b"Spawning backdoor root shell...\n"
+STDERR_FILE = "/run/.ndh-stderr"
+# How much of a failed command's stderr an error shows (its end: where the reason usually is).
+STDERR_SHOWN = 8192
 
 _FAST_BUILTINS = {"true", "false", ":", "test", "[", "echo", "printf", "pwd"}
 # A word of a fast command: plain characters or one single-quoted string (no expansion can
@@ -130,22 +139,38 @@ class Backdoor:
 
     def _define_trailer(self, timeout: float) -> None:
         self._send(
-            f"__ndh_t(){{ printf '\\036{self._token}:%s:%d\\n' \"$1\" \"$?\"; }}; "
-            f"__ndh_t {self._counter}"
+            # __ndh_t NUMBER STATUS [copy]: with `copy`, the command's stderr file goes to the
+            # serial console first.
+            f"__ndh_t(){{ [ -n \"${{3-}}\" ] && [ -s {STDERR_FILE} ] && cat {STDERR_FILE} >&2; "
+            f"printf '\\036{self._token}:%s:%d\\n' \"$1\" \"$2\"; }}; "
+            f"__ndh_t {self._counter} 0"
         )
         self._wait_trailer(self._counter, timeout)
 
     def run(self, command: str, timeout: float | None) -> tuple[int, bytes]:
         """Run `command`; return (exit status, stdout bytes)."""
+        if "\0" in command:
+            raise ValueError(f"a command cannot contain a NUL byte (bash would cut it there): {command!r}")
+        if runs_without_subshell(command):
+            return self._run_line(f"{command} 2>{STDERR_FILE}", "$? copy", timeout)
+        # `eval --`: a command that starts with `-` runs as written, not as eval's option.
+        body = f"(set -euo pipefail; eval -- {ansi_c_quote(command)}) </dev/null 2>{STDERR_FILE} | cat"
+        return self._run_line(body, "${PIPESTATUS[0]} copy", timeout)
+
+    def read_stderr(self, timeout: float = 30) -> bytes:
+        """The end of the last command's stderr (read without a redirection of its own, which
+        would truncate the file first)."""
+        _, output = self._run_line(f"tail -c {STDERR_SHOWN} {STDERR_FILE} 2>/dev/null", "0", timeout)
+        return output
+
+    def _run_line(self, body: str, trailer_args: str, timeout: float | None) -> tuple[int, bytes]:
+        """Send `body` followed by the trailer call; return the trailer's status and the
+        output before it."""
         if self._pending is not None and not self._catch_up():
             raise BackdoorTimeout("an earlier command is still running")
         self._counter += 1
         number = self._counter
-        if runs_without_subshell(command):
-            line = f"{command};__ndh_t {number}"
-        else:
-            line = f"(eval {ansi_c_quote(command)})</dev/null;__ndh_t {number}"
-        self._send(line)
+        self._send(f"{body};__ndh_t {number} {trailer_args}")
         try:
             return self._wait_trailer(number, timeout)
         except BackdoorTimeout:

@@ -1,5 +1,6 @@
 """The pytest plugin, exercised through child pytest runs with real micro VMs."""
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,7 @@ def child(tmp_path):
     leftovers = processes_mentioning(str(state_root))
     for pid in leftovers:  # only our own children's processes, found by our unique dir
         os.kill(pid, 9)
+    shutil.rmtree(state_root, ignore_errors=True)
     assert not leftovers, f"child run left processes behind: {leftovers}"
 
 
