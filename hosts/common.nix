@@ -41,8 +41,9 @@
     nodeExporter.openFirewall = lib.mkDefault true;
   };
 
-  # The fleet's binary cache (README, "Binary cache"). Off until the cache host exists: enable
-  # Harmonia on the host you choose, deploy it, then set url and publicKey here once, e.g.
+  # The fleet's binary cache (docs/fleet.md, "The binary cache"). Off until the cache host
+  # exists: enable Harmonia on the host you choose, deploy it, then set url and publicKey here
+  # once, e.g.
   #   homelab.nixCache = {
   #     enable = true;
   #     url = "http://<cache host>:5000";

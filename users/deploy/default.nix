@@ -30,7 +30,7 @@ in
     enable = mkEnableOption ''
       the deploy user (named by `homelab.deploy.sshUser`) that deploy-rs logs in as. A host with
       it enabled becomes a deploy-rs node. The user is root-equivalent (see `trust` and the
-      README's trust model): treat its SSH keys like root's
+      trust model in docs/fleet.md): treat its SSH keys like root's
     '';
 
     authorizedKeys = mkOption {
