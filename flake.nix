@@ -32,7 +32,9 @@
       hostNames = builtins.filter (name: hostEntries.${name} == "directory")
         (builtins.attrNames hostEntries);
 
-      mkHost = name: nixpkgs.lib.nixosSystem { modules = [ ./hosts/${name} ]; };
+      # A host is its folder plus hosts/common.nix, named after the folder (lib/host-modules.nix).
+      hostModules = import ./lib/host-modules.nix { hostsDir = ./hosts; };
+      mkHost = name: nixpkgs.lib.nixosSystem { modules = hostModules name; };
 
       # HOMELAB_DEPLOY_TEST_HOST is read with getEnv, which returns "" under pure evaluation.
       # `deploy .` and `nix flake check` evaluate purely, so only the main profiles exist for

@@ -19,6 +19,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 GENERATOR = REPO / "lib" / "deploy-nodes.nix"
+HOST_MODULES = REPO / "lib" / "host-modules.nix"
 MOCKS = Path(__file__).resolve().parent / "mock-fleet.nix"
 DEPLOY_RS_MIRROR = Path("/work/.mirror/serokell+deploy-rs/repo")
 TEST_HOST_VARIABLE = "HOMELAB_DEPLOY_TEST_HOST"
@@ -182,6 +183,7 @@ def mock_flake(tmp_path_factory) -> Path:
     (fleet / "lib").mkdir(parents=True)
     shutil.copy(REPO / "flake.nix", fleet / "flake.nix")
     shutil.copy(GENERATOR, fleet / "lib" / "deploy-nodes.nix")
+    shutil.copy(HOST_MODULES, fleet / "lib" / "host-modules.nix")
     shutil.copy(MOCKS, root / "mock-fleet.nix")
     for host in ["Alpha", "Beta", "Template"]:
         (fleet / "hosts" / host).mkdir(parents=True)
@@ -258,3 +260,30 @@ def test_fleet_host_lists_for_ci(mock_flake):
     everything = _evaluated(nix_eval(mock_flake, "nixosConfigurations", "builtins.attrNames", impure=False, test_host=None))
     assert deployable == ["Alpha", "Beta"]
     assert everything == ["Alpha", "Beta", "Template"], "only folders under hosts/ are hosts"
+
+
+# --- hosts: what the flake adds to every host folder ------------------------------------------
+
+
+def test_fleet_host_builder_names_the_host_after_its_folder(tmp_path):
+    _require("nix-instantiate")
+    expr = (
+        f"map (m: if builtins.isAttrs m then m else baseNameOf (toString m)) "
+        f"(import {json.dumps(str(HOST_MODULES))} {{ hostsDir = {json.dumps(str(tmp_path))}; }} \"Gamma\")"
+    )
+    result = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["Gamma", "common.nix", {"networking": {"hostName": "Gamma"}}]
+
+
+def test_fleet_every_host_gets_common_nix_and_its_folder_name(mock_flake):
+    """The real flake.nix builds each host from lib/host-modules.nix: folder, common.nix, name."""
+    apply = (
+        "cs: builtins.mapAttrs (name: c: map (m: if builtins.isAttrs m then m "
+        "else baseNameOf (toString m)) c.passedModules) cs"
+    )
+    modules = _evaluated(nix_eval(mock_flake, "nixosConfigurations", apply, impure=False, test_host=None))
+    assert modules == {
+        name: [name, "common.nix", {"networking": {"hostName": name}}] for name in ["Alpha", "Beta", "Template"]
+    }
