@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 GENERATOR = REPO / "lib" / "deploy-nodes.nix"
 HOST_MODULES = REPO / "lib" / "host-modules.nix"
 MOCKS = Path(__file__).resolve().parent / "mock-fleet.nix"
-DEPLOY_RS_MIRROR = Path("/work/.mirror/serokell+deploy-rs/repo")
+INTERFACE_VARIABLE = "DEPLOY_RS_INTERFACE_JSON"
 TEST_HOST_VARIABLE = "HOMELAB_DEPLOY_TEST_HOST"
 FLAKE_FEATURES = ["--extra-experimental-features", "nix-command flakes"]
 
@@ -133,20 +133,18 @@ def test_fleet_unknown_or_undeployable_test_host_is_a_clear_error(host):
 
 
 def _deploy_rs_schema() -> dict:
-    override = os.environ.get("DEPLOY_RS_INTERFACE_JSON")
-    if override:
-        return json.loads(Path(override).read_text())
-    if DEPLOY_RS_MIRROR.exists():
-        result = subprocess.run(
-            ["git", "-C", str(DEPLOY_RS_MIRROR), "show", "HEAD:interface.json"],
-            capture_output=True, text=True, timeout=30,
+    """deploy-rs's interface.json (the JSON schema of the `deploy` output), from the path in
+    DEPLOY_RS_INTERFACE_JSON, e.g. a deploy-rs checkout's interface.json."""
+    path = os.environ.get(INTERFACE_VARIABLE)
+    if not path:
+        pytest.skip(
+            f"{INTERFACE_VARIABLE} is not set: point it at deploy-rs's interface.json "
+            "(the file at the root of a serokell/deploy-rs checkout) to validate against it"
         )
-        if result.returncode == 0:
-            return json.loads(result.stdout)
-    pytest.skip(
-        "deploy-rs's interface.json not available: set DEPLOY_RS_INTERFACE_JSON to it "
-        f"(or provide the mirror at {DEPLOY_RS_MIRROR})"
-    )
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        pytest.fail(f"{INTERFACE_VARIABLE}={path} is not a readable JSON file: {exc}")
 
 
 @pytest.mark.parametrize("test_host", ["", "Alpha", "Beta"])
