@@ -12,7 +12,8 @@
     # containing the merge could be pinned where this flake was written (no network); the
     # first `nix flake lock` takes master's head, which has it. Check the locked revision:
     #   git -C <deploy-rs clone> merge-base --is-ancestor <merge commit of #385> <locked rev>
-    # and record it here as `github:serokell/deploy-rs/<rev>` (README, "First lock").
+    # and record it here as `github:serokell/deploy-rs/<rev>` (docs/fleet.md, "First `nix flake
+    # lock`").
     deploy-rs = {
       url = "github:serokell/deploy-rs";
       inputs.nixpkgs.follows = "nixpkgs";
@@ -25,17 +26,20 @@
       # (nixpkgs.hostPlatform in hosts/common.nix).
       system = "x86_64-linux";
 
-      # One folder per host under hosts/; adding a folder adds the host (README, "Adding a host").
+      # One folder per host under hosts/; adding a folder adds the host (docs/fleet.md, "Adding a
+      # host").
       hostEntries = builtins.readDir ./hosts;
       hostNames = builtins.filter (name: hostEntries.${name} == "directory")
         (builtins.attrNames hostEntries);
 
-      mkHost = name: nixpkgs.lib.nixosSystem { modules = [ ./hosts/${name} ]; };
+      # A host is its folder plus hosts/common.nix, named after the folder (lib/host-modules.nix).
+      hostModules = import ./lib/host-modules.nix { hostsDir = ./hosts; };
+      mkHost = name: nixpkgs.lib.nixosSystem { modules = hostModules name; };
 
       # HOMELAB_DEPLOY_TEST_HOST is read with getEnv, which returns "" under pure evaluation.
       # `deploy .` and `nix flake check` evaluate purely, so only the main profiles exist for
       # them; the test profile needs `HOMELAB_DEPLOY_TEST_HOST=<Host> deploy .#<Host>.test --
-      # --impure` (README, "Deploying").
+      # --impure` (docs/fleet.md, "Deploying").
       deployNodes = import ./lib/deploy-nodes.nix {
         activate = hostSystem: deploy-rs.lib.${hostSystem}.activate;
         testHost = builtins.getEnv "HOMELAB_DEPLOY_TEST_HOST";

@@ -1,5 +1,8 @@
 # What every host shares: the homelab modules, an SSH server, systemd-boot on UEFI, flakes, the
-# deploy user's keys and monitoring. Host folders add their name, address and role.
+# deploy user and monitoring. The flake adds this file and the host's name (its folder's name)
+# to every host (lib/host-modules.nix); a host folder holds only what differs: its address, its
+# role, and its system.stateVersion, the release it was first installed with (copy it from an
+# existing machine, never raise it; see the NixOS manual on system.stateVersion).
 { lib, ... }:
 {
   imports = [ ../modules ];
@@ -32,7 +35,8 @@
 
   nix.settings.experimental-features = [ "nix-command" "flakes" ];
 
-  # Only takes effect on hosts that set homelab.users.deploy.enable = true.
+  # Every host is a deploy-rs node unless it turns the deploy user off (hosts/Template does).
+  homelab.users.deploy.enable = lib.mkDefault true;
   homelab.users.deploy.authorizedKeys = import ./deploy-keys.nix;
 
   homelab.services.monitoring = {
@@ -41,8 +45,9 @@
     nodeExporter.openFirewall = lib.mkDefault true;
   };
 
-  # The fleet's binary cache (README, "Binary cache"). Off until the cache host exists: enable
-  # Harmonia on the host you choose, deploy it, then set url and publicKey here once, e.g.
+  # The fleet's binary cache (docs/fleet.md, "The binary cache"). Off until the cache host
+  # exists: enable Harmonia on the host you choose, deploy it, then set url and publicKey here
+  # once, e.g.
   #   homelab.nixCache = {
   #     enable = true;
   #     url = "http://<cache host>:5000";

@@ -2,6 +2,6 @@
 # runner's deploy key (its private half is the DEPLOY_SSH_KEY Actions secret) and the keys of the
 # workstations people deploy from. One "type base64 comment" string per key, e.g.
 #   "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA... forgejo-ci"
-# These keys are root-equivalent on the fleet (README, "Trust model").
+# These keys are root-equivalent on the fleet (docs/fleet.md, "Trust model").
 [
 ]

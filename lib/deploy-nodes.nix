@@ -52,8 +52,9 @@ let
       magicRollback = d.magicRollback;
       autoRollback = d.autoRollback;
       confirmTimeout = d.confirmTimeout;
-      # deploy-rs ignores its --temp-path flag (DESIGN.md §6): the flake value is the one used,
-      # and the deploy user's sudo rule for removing the canary is generated from the same option.
+      # deploy-rs ignores its --temp-path flag (docs/deploy-rs-facts.md): the flake value is the
+      # one used, and the deploy user's sudo rule for removing the canary is generated from the
+      # same option.
       tempPath = d.tempPath;
       fastConnection = d.fastConnection;
     }

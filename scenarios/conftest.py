@@ -1,6 +1,6 @@
 """Which scenarios can run here, said once in the pytest header, and the `homelab` fixture.
 
-Tiers, decided once per process (DESIGN.md §4, issue 4 "Skips"):
+Tiers, decided once per process (docs/nixos-facts.md, "Accelerators"; issue 4 "Skips"):
   nixos (kvm)   nix built the NixOS test nodes and KVM boots guests: every scenario runs;
   nixos (tcg)   the same under TCG because --vm-accel=tcg was given (slow: long timeouts);
   micro only    the NixOS scenarios (marker `nixos`) skip with the exact reason: no nix; nix

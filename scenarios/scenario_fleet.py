@@ -8,7 +8,7 @@
         after = homelab.state("target")               # harness.nixos probes on the target
 
 Every scenario asserts what the targets *are* (harness.nixos probes, files, metrics), never only
-what deploy-rs *said* (DESIGN.md §6: its rollback message comes from its flags).
+what deploy-rs *said* (docs/deploy-rs-facts.md: its rollback message comes from its flags).
 """
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ class Homelab:
         for node in TARGETS:
             self.fleet[node].wait_for_unit("multi-user.target", timeout=self.seconds(600))
             self.fleet[node].wait_for_unit("sshd.service", timeout=self.seconds(120))
-        # Newer nixpkgs socket-activates Harmonia: wait for the port (DESIGN.md §7).
+        # Newer nixpkgs socket-activates Harmonia: wait for the port (docs/nix-cache-facts.md).
         self.cache.wait_for_open_port(5000, timeout=self.seconds(300))
 
     # -- deploying -----------------------------------------------------------------------
@@ -137,7 +137,8 @@ class Homelab:
         self.deploy_ok([f"{node}-v1" for node in nodes])
         states = {node: self.state(node) for node in nodes}
         for node in nodes:
-            # A test VM may have no system profile before the first `nix-env --set` (DESIGN.md §5).
+            # A test VM may have no system profile before the first `nix-env --set`
+            # (docs/nixos-facts.md).
             expected = max(before[node].newest_generation, 0) + 1
             assert states[node].newest_generation == expected, (
                 f"{node}: the baseline deploy did not add a generation: {states[node]}"

@@ -1,7 +1,7 @@
 """The deploy user: it can do exactly what deploy-rs needs (copy closures, run activate-rs and
 remove the canary through sudo) and nothing else through sudo; the seed's version of it (sudo
 only for nix-env --set and switch-to-configuration, no login shell) makes deploy-rs fail.
-Restricted sudo is an accident guard, not isolation (README, trust model)."""
+Restricted sudo is an accident guard, not isolation (docs/fleet.md, "Trust model")."""
 import shlex
 
 import pytest

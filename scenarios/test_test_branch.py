@@ -1,6 +1,6 @@
 """Test branch (`test-<host>`): the test profile activates the new configuration now and leaves
 the boot loader alone, so a reboot returns to the previous generation. deploy-rs still records
-the test configuration as the newest profile generation (its `nix-env --set`): README,
+the test configuration as the newest profile generation (its `nix-env --set`): docs/generations.md,
 "Test branches and generations"."""
 import pytest
 

@@ -3,7 +3,7 @@
 #
 # Usable on any NixOS machine, personal ones included: import this file (or the flake output
 # nixosModules.nix-cache) and set enable, url and publicKey. On non-NixOS machines put the same
-# values in nix.conf (README, "Using the cache from a personal machine"):
+# values in nix.conf (docs/fleet.md, "The binary cache"):
 #   extra-substituters = <url>
 #   extra-trusted-public-keys = <publicKey>
 { config, lib, ... }:

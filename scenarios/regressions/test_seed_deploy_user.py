@@ -1,5 +1,6 @@
-"""Regression scenarios for the two design bugs of the seed's deploy user (issue 6; DESIGN.md
-§6). Each deploys a deploy-user variant first, then a normal deploy must still work:
+"""Regression scenarios for the two design bugs of the seed's deploy user (issue 6;
+docs/deploy-rs-facts.md). Each deploys a deploy-user variant first, then a normal deploy must
+still work:
 
   seed-sudo    sudo only for `nix-env --set` and `switch-to-configuration`: deploy-rs runs
                `<closure>/activate-rs` and `rm <canary>` through sudo, so activation is refused;

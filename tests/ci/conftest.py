@@ -98,7 +98,7 @@ def fleet_flake(tmp_path):
 
 @pytest.fixture
 def nix_build_env(real_nix):
-    """Env for real `nix build`s here: flakes on (the runner has them on, README), no
+    """Env for real `nix build`s here: flakes on (the runner has them on, docs/ci.md), no
     sandbox (the tiny builders use the host's /bin/sh; there is no nixpkgs), and no
     substituter (none is reachable)."""
     return {"NIX_CONFIG": "experimental-features = nix-command flakes\nsandbox = false\nsubstituters =\n"}

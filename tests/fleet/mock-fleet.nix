@@ -6,7 +6,9 @@
 #   activate       system -> { nixos, custom }, shaped like deploy-rs.lib.<system>.activate.
 #                  With introspect = true the profile paths become attrsets recording what the
 #                  generator passed in; otherwise store-path-like strings (what the schema wants).
-#   nixpkgs        { lib.nixosSystem } returning the mock for the host folder it is given.
+#   nixpkgs        { lib.nixosSystem } returning the mock for the host folder it is given (the
+#                  first module, as lib/host-modules.nix orders them), with the modules it was
+#                  given as `passedModules`.
 #   deploy-rs      { lib.<system>.activate }.
 { introspect ? false }:
 let
@@ -57,7 +59,7 @@ in
   activate = activateFor;
 
   nixpkgs.lib.nixosSystem = { modules, ... }:
-    configs.${baseNameOf (toString (builtins.head modules))};
+    configs.${baseNameOf (toString (builtins.head modules))} // { passedModules = modules; };
 
   deploy-rs.lib.x86_64-linux.activate = activateFor "x86_64-linux";
 }

@@ -19,8 +19,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 GENERATOR = REPO / "lib" / "deploy-nodes.nix"
+HOST_MODULES = REPO / "lib" / "host-modules.nix"
 MOCKS = Path(__file__).resolve().parent / "mock-fleet.nix"
-DEPLOY_RS_MIRROR = Path("/work/.mirror/serokell+deploy-rs/repo")
+INTERFACE_VARIABLE = "DEPLOY_RS_INTERFACE_JSON"
 TEST_HOST_VARIABLE = "HOMELAB_DEPLOY_TEST_HOST"
 FLAKE_FEATURES = ["--extra-experimental-features", "nix-command flakes"]
 
@@ -132,20 +133,18 @@ def test_fleet_unknown_or_undeployable_test_host_is_a_clear_error(host):
 
 
 def _deploy_rs_schema() -> dict:
-    override = os.environ.get("DEPLOY_RS_INTERFACE_JSON")
-    if override:
-        return json.loads(Path(override).read_text())
-    if DEPLOY_RS_MIRROR.exists():
-        result = subprocess.run(
-            ["git", "-C", str(DEPLOY_RS_MIRROR), "show", "HEAD:interface.json"],
-            capture_output=True, text=True, timeout=30,
+    """deploy-rs's interface.json (the JSON schema of the `deploy` output), from the path in
+    DEPLOY_RS_INTERFACE_JSON, e.g. a deploy-rs checkout's interface.json."""
+    path = os.environ.get(INTERFACE_VARIABLE)
+    if not path:
+        pytest.skip(
+            f"{INTERFACE_VARIABLE} is not set: point it at deploy-rs's interface.json "
+            "(the file at the root of a serokell/deploy-rs checkout) to validate against it"
         )
-        if result.returncode == 0:
-            return json.loads(result.stdout)
-    pytest.skip(
-        "deploy-rs's interface.json not available: set DEPLOY_RS_INTERFACE_JSON to it "
-        f"(or provide the mirror at {DEPLOY_RS_MIRROR})"
-    )
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        pytest.fail(f"{INTERFACE_VARIABLE}={path} is not a readable JSON file: {exc}")
 
 
 @pytest.mark.parametrize("test_host", ["", "Alpha", "Beta"])
@@ -182,6 +181,7 @@ def mock_flake(tmp_path_factory) -> Path:
     (fleet / "lib").mkdir(parents=True)
     shutil.copy(REPO / "flake.nix", fleet / "flake.nix")
     shutil.copy(GENERATOR, fleet / "lib" / "deploy-nodes.nix")
+    shutil.copy(HOST_MODULES, fleet / "lib" / "host-modules.nix")
     shutil.copy(MOCKS, root / "mock-fleet.nix")
     for host in ["Alpha", "Beta", "Template"]:
         (fleet / "hosts" / host).mkdir(parents=True)
@@ -258,3 +258,30 @@ def test_fleet_host_lists_for_ci(mock_flake):
     everything = _evaluated(nix_eval(mock_flake, "nixosConfigurations", "builtins.attrNames", impure=False, test_host=None))
     assert deployable == ["Alpha", "Beta"]
     assert everything == ["Alpha", "Beta", "Template"], "only folders under hosts/ are hosts"
+
+
+# --- hosts: what the flake adds to every host folder ------------------------------------------
+
+
+def test_fleet_host_builder_names_the_host_after_its_folder(tmp_path):
+    _require("nix-instantiate")
+    expr = (
+        f"map (m: if builtins.isAttrs m then m else baseNameOf (toString m)) "
+        f"(import {json.dumps(str(HOST_MODULES))} {{ hostsDir = {json.dumps(str(tmp_path))}; }} \"Gamma\")"
+    )
+    result = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["Gamma", "common.nix", {"networking": {"hostName": "Gamma"}}]
+
+
+def test_fleet_every_host_gets_common_nix_and_its_folder_name(mock_flake):
+    """The real flake.nix builds each host from lib/host-modules.nix: folder, common.nix, name."""
+    apply = (
+        "cs: builtins.mapAttrs (name: c: map (m: if builtins.isAttrs m then m "
+        "else baseNameOf (toString m)) c.passedModules) cs"
+    )
+    modules = _evaluated(nix_eval(mock_flake, "nixosConfigurations", apply, impure=False, test_host=None))
+    assert modules == {
+        name: [name, "common.nix", {"networking": {"hostName": name}}] for name in ["Alpha", "Beta", "Template"]
+    }

@@ -57,8 +57,12 @@ def evaluate(modules: list[str], select: str, *, shape: str = "cache"):
     return json.loads(result.stdout)
 
 
-def host(name: str) -> str:
-    return nix_path(REPO / "hosts" / name)
+def host(name: str, hosts_dir: Path = REPO / "hosts") -> str:
+    """Host `name` as the flake builds it: its folder, hosts/common.nix and its name."""
+    return (
+        f"{{ imports = import {nix_path(REPO / 'lib' / 'host-modules.nix')} "
+        f"{{ hostsDir = {nix_path(hosts_dir)}; }} {json.dumps(name)}; }}"
+    )
 
 
 HOMELAB = nix_path(REPO / "modules")
@@ -86,6 +90,39 @@ def test_fleet_host_is_a_complete_system(name):
     assert facts["bootFs"] == "vfat" and facts["systemdBoot"] is True
     assert facts["deployUser"] is (name != "Template")
     assert facts["monitoring"] is True
+
+
+def test_fleet_host_folders_hold_only_what_differs():
+    """Name, common.nix and the deploy-user switch come from the flake's host builder."""
+    for name in HOSTS:
+        text = (REPO / "hosts" / name / "default.nix").read_text()
+        assert "networking.hostName" not in text, f"hosts/{name}: the name comes from the folder"
+        assert "common.nix" not in text, f"hosts/{name}: the host builder imports hosts/common.nix"
+        assert "system.stateVersion" in text, f"hosts/{name}: every host states its own stateVersion"
+
+
+def _fake_hosts(tmp_path: Path, hosts: dict[str, str]) -> Path:
+    hosts_dir = tmp_path / "hosts"
+    hosts_dir.mkdir()
+    # A common.nix of its own: the real one would pull every homelab module in.
+    (hosts_dir / "common.nix").write_text('{ system.stateVersion = "26.05"; }\n')
+    for name, text in hosts.items():
+        (hosts_dir / name).mkdir()
+        (hosts_dir / name / "default.nix").write_text(text)
+    return hosts_dir
+
+
+def test_fleet_host_name_comes_from_its_folder(tmp_path):
+    hosts_dir = _fake_hosts(tmp_path, {"Gamma": "{ }\n", "delta-2": "{ }\n"})
+    for name in ["Gamma", "delta-2"]:
+        assert evaluate([host(name, hosts_dir)], "config.networking.hostName") == name
+
+
+def test_fleet_host_folder_cannot_rename_the_host(tmp_path):
+    hosts_dir = _fake_hosts(tmp_path, {"Gamma": '{ networking.hostName = "Other"; }\n'})
+    result = run([host("Gamma", hosts_dir)], "config.networking.hostName")
+    assert result.returncode != 0, "a folder that sets another hostName must not evaluate"
+    assert "networking.hostName" in result.stderr and "conflicting definition" in result.stderr, result.stderr
 
 
 def test_fleet_real_hosts_become_the_expected_deploy_nodes():

@@ -42,6 +42,7 @@ def test_fleet_parse_covers_the_fleet():
         "flake.nix",
         "lib/deploy-nodes.nix",
         "lib/deploy-sudo-commands.nix",
+        "lib/host-modules.nix",
         "users/deploy/default.nix",
         "modules/default.nix",
         "modules/services/monitoring/default.nix",

@@ -1,6 +1,7 @@
 # homelab.users.deploy: the account deploy-rs logs in as.
 #
-# What deploy-rs does on the host (serokell/deploy-rs src/push.rs, src/deploy.rs; DESIGN.md §6):
+# What deploy-rs does on the host (serokell/deploy-rs src/push.rs, src/deploy.rs;
+# docs/deploy-rs-facts.md):
 #   1. `nix copy` of the closure over ssh as this user (no sudo): the nix daemon accepts the
 #      paths only from a trusted user, or when they carry a signature it trusts;
 #   2. `sudo -u root <closure>/activate-rs activate ...` and, concurrently, `... activate-rs wait`;
@@ -29,7 +30,7 @@ in
     enable = mkEnableOption ''
       the deploy user (named by `homelab.deploy.sshUser`) that deploy-rs logs in as. A host with
       it enabled becomes a deploy-rs node. The user is root-equivalent (see `trust` and the
-      README's trust model): treat its SSH keys like root's
+      trust model in docs/fleet.md): treat its SSH keys like root's
     '';
 
     authorizedKeys = mkOption {

@@ -3,7 +3,7 @@
 # node_exporter's textfile collector. bash + coreutils only; every path it reads can be moved
 # with an environment variable, so the tests run it against fake roots.
 #
-# Definitions (shared with the harness's probes, harness/nixos.py; DESIGN.md §8):
+# Definitions (shared with the harness's probes, harness/nixos.py; docs/generations.md):
 #   system of a path P   the NixOS toplevel P stands for: the directory holding the file that
 #                        P/nixos-version resolves to. A plain toplevel holds that file itself;
 #                        deploy-rs puts an "activatable" buildEnv into the profile whose

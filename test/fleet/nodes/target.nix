@@ -1,7 +1,7 @@
 # `target` and `target2`: a fleet host as the homelab modules make it (deploy user, fleet cache
 # client, monitoring), booted the way hardware boots (UEFI, systemd-boot, the store on its own
 # disk), so that reboots, `deploy --boot` and boot defaults mean what they mean on a real host
-# (DESIGN.md §5).
+# (docs/nixos-facts.md, "Booting a test VM").
 #
 # The variants the scenarios deploy (../variants) are this very node extended with one module
 # each (extendModules), exposed as `homelabTest.variants.<name>` for ../outputs.nix. Their
@@ -63,7 +63,7 @@ in
         "-o" "UserKnownHostsFile=/dev/null"
         "-o" "ConnectTimeout=10"
       ];
-      # A failed deploy leaves deploy-rs's `wait` ssh running this long (DESIGN.md §6).
+      # A failed deploy leaves deploy-rs's `wait` ssh running this long (docs/deploy-rs-facts.md).
       activationTimeout = 120;
     };
     homelab.nixCache = {

@@ -1,5 +1,5 @@
 # A unit that fails to start: switch-to-configuration exits 4, deploy-rs's activation fails and
-# the target rolls itself back (auto rollback, DESIGN.md §6).
+# the target rolls itself back (auto rollback, docs/deploy-rs-facts.md).
 { pkgs, ... }:
 {
   environment.etc."ndh-variant".text = "failing-activation";

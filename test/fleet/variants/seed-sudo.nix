@@ -1,8 +1,8 @@
 # The deploy user's sudo as the seed wrote it: NOPASSWD only for `nix-env --set` and
 # `switch-to-configuration`. deploy-rs runs neither through sudo: it runs
 # `sudo -u root <closure>/activate-rs activate ...` and `sudo -u root rm <canary>`
-# (DESIGN.md §6), so every later activation is refused. Only the seed's rule (and root's own)
-# remain: mkForce replaces users/deploy's rules.
+# (docs/deploy-rs-facts.md), so every later activation is refused. Only the seed's rule (and
+# root's own) remain: mkForce replaces users/deploy's rules.
 { config, lib, ... }:
 let
   user = config.homelab.deploy.sshUser;
