@@ -99,7 +99,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             raise CliError(f"fleet {name} did not boot: {type(exc).__name__}: {exc}") from exc
         try:
             fleet.snapshot(PRISTINE)
-            # Nodes QEMU cannot snapshot (9p shares, DESIGN.md §5) are listed, not fatal.
+            # Nodes QEMU cannot snapshot (9p shares, docs/nixos-facts.md) are listed, not fatal.
             refused = getattr(fleet, "cold_boot", {})
             pristine = f"snapshot {PRISTINE} of every node taken: `restore NODE {PRISTINE}` goes back to it"
             if refused:

@@ -111,7 +111,7 @@ class Fleet:
         return self.image.start_scripts(self.spec, self.state_dir, self.progress)
 
     def snapshot(self, name: str) -> None:
-        """Snapshot every machine. A machine QEMU cannot snapshot (DESIGN.md §5: a 9p share, or
+        """Snapshot every machine. A machine QEMU cannot snapshot (docs/nixos-facts.md: a 9p share, or
         a writable raw drive such as a UEFI variable store) falls back, for the pristine
         snapshot only, to a cold boot from a fresh disk in reset(); the fleet says so once."""
         refused = {}

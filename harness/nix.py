@@ -1,6 +1,6 @@
 """The Nix command line, seen from the host: build, eval to JSON, errors turned into advice.
 
-Layer 3 of the harness (DESIGN.md §3). Everything here runs `nix` as a host subprocess; nothing
+Layer 3 of the harness (docs/architecture.md). Everything here runs `nix` as a host subprocess; nothing
 knows about VMs. Failures become `NixError` with the command, the exit code, the first lines of
 nix's own error and what to do about it; a missing `nix` becomes `NixUnavailable`.
 """

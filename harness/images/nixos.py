@@ -1,6 +1,6 @@
 """NixOS nodes built by Nix from test/vm-test.nix: the `Image` a NixOS fleet boots.
 
-Layer 2 (DESIGN.md §3). `NixosTestImage.start_scripts` builds the nodes' VMs with one
+Layer 2 (docs/architecture.md). `NixosTestImage.start_scripts` builds the nodes' VMs with one
 `nix build` of `<flake>#checks.<system>.vm-test.nodes.<node>.system.build.vm` (runNixOSTest
 exposes the evaluated nodes as `.nodes`; nixpkgs nixos/lib/testing/nodes.nix, passthru.nodes)
 and returns a small wrapper per node around the `run-<node>-vm` script Nix built.

@@ -1,6 +1,6 @@
 """A fleet whose machine QEMU cannot snapshot (here: a writable raw drive, as a NixOS UEFI node's
 variable store) falls back to a cold boot from a fresh disk for that machine, says why, and
-keeps snapshotting the others (harness/fleet.py; DESIGN.md §5). Real QEMU and micro VMs."""
+keeps snapshotting the others (harness/fleet.py; docs/nixos-facts.md). Real QEMU and micro VMs."""
 from __future__ import annotations
 
 import shutil
