@@ -4,3 +4,6 @@ from importlib.metadata import entry_points
 
 if not any(ep.name == "nixos_deploy_harness" for ep in entry_points(group="pytest11")):
     pytest_plugins = ["harness.pytest_plugin"]
+
+# pytester: the plugin's own tests run pytest on generated test files.
+pytest_plugins = [*globals().get("pytest_plugins", []), "pytester"]

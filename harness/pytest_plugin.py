@@ -218,13 +218,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                     # JUnit XML: the paths as properties, the tails as system-out (with
                     # junit_logging=system-out or all), so a CI page shows the evidence.
                     item.user_properties.append((f"vm-{machine.name}-{suffix}", str(destination)))
-            report.sections.append(
-                (f"Captured stdout {machine.name} serial tail", machine.serial_tail(JUNIT_TAIL_LINES))
-            )
-            report.sections.append(
-                (f"Captured stdout {machine.name} transcript tail", console.tail(machine.transcript_path, JUNIT_TAIL_LINES))
-            )
-    report.user_properties = list(item.user_properties)
+            for what, text in (
+                ("serial tail", machine.serial_tail(JUNIT_TAIL_LINES)),
+                ("transcript tail", console.tail(machine.transcript_path, JUNIT_TAIL_LINES)),
+            ):
+                # The JUnit XML takes captured output from the teardown report, which is built
+                # from the item's sections: add them there, and to this report for the terminal.
+                item.add_report_section(f"{machine.name} {what}", "stdout", text)
+                report.sections.append((f"Captured stdout {machine.name} {what}", text))
     if saved:
         report.sections.append(("vm artifacts", "\n".join(saved)))
 
