@@ -8,6 +8,9 @@ restore_s          Machine.restore() of a snapshot to a usable shell (median of 
 succeed_true_*_ms  200 x succeed("true")
 succeed_subshell_median_ms  200 x succeed("true; true"): the general path, which forks
 output_10mb_s      time to return 10 MB of stdout
+seq_100k_bare_s    succeed("seq 1 100000"): 100,000 short lines (median of 3, each on a freshly
+                   restored guest); target: at most 1.5 x seq_100k_pipe_s, no machine lost
+seq_100k_pipe_s    the same through `| cat` in the command itself (median of 3, as above)
 xdist_speedup      harness/bench_suite (16 VM tests) wall time with -n 1 divided by -n 2
 Progress goes to stderr; only the JSON goes to stdout.
 """
@@ -164,13 +167,30 @@ def main() -> int:
         result["output_10mb_s"] = round(time.monotonic() - started, 3)
         if status != 0 or len(output) != 10_000_000:
             raise RuntimeError(f"10 MB output came back as {len(output)} bytes, status {status}")
+
+        log("seq 1 100000, bare and piped, each on a freshly restored guest")
+        bare, piped = [], []
+        for _ in range(3):
+            for command, samples in (("seq 1 100000", bare), ("seq 1 100000 | cat", piped)):
+                machine.restore("bench")
+                started = time.monotonic()
+                output = machine.succeed(command, timeout=300)
+                samples.append(time.monotonic() - started)
+                if not output.endswith("\n100000\n"):
+                    raise RuntimeError(f"`{command}` came back incomplete ({len(output)} bytes)")
+                machine.succeed("true", timeout=30)  # the machine still answers
+        result["seq_100k_bare_s"] = round(statistics.median(bare), 3)
+        result["seq_100k_pipe_s"] = round(statistics.median(piped), 3)
         machine.crash()
 
         speedup, one, two = xdist_speedup()
         result["xdist_speedup"] = round(speedup, 2)
         result["xdist_wall_1_worker_s"] = round(one, 1)
         result["xdist_wall_2_workers_s"] = round(two, 1)
-        result["samples"] = {"cold_boot_s": cold, "raw_cold_boot_s": raw, "restore_s": restores}
+        result["samples"] = {
+            "cold_boot_s": cold, "raw_cold_boot_s": raw, "restore_s": restores,
+            "seq_100k_bare_s": bare, "seq_100k_pipe_s": piped,
+        }
     finally:
         process.kill_all()
         shutil.rmtree(workdir, ignore_errors=True)
