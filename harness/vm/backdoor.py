@@ -11,9 +11,9 @@ command's own output can be mistaken for the trailer. A later connection to a sh
 already set up (a reattachable console, `resume`) defines the same function again and counts
 from a fresh random number, so trailers of an earlier connection's commands never match.
 
-Commands run as the NixOS test driver runs them: `set -euo pipefail`, in a subshell (so `cd`,
-`exit` or variables never leak into the backdoor shell), stdin from /dev/null. Unlike the
-driver's, stdout is not base64-encoded: it goes through a pipe to `cat`, which writes it to the
+Commands run with the NixOS test driver's `set -euo pipefail`, in a subshell (so `cd`, `exit`
+or variables never leak into the backdoor shell). Unlike the driver's, stdin is /dev/null (a
+command reading stdin would swallow the next command) and stdout is not base64-encoded: it goes through a pipe to `cat`, which writes it to the
 console in large chunks. A program writing many short lines straight to the virtio console
 costs the guest an interrupt per line and can lose the machine (the kernel disables the IRQ).
 stderr goes to a file per command, `STDERR_FILE`, so a failure can show that command's own
