@@ -9,7 +9,7 @@
     deploy-harness down
 
 Fleets live in `$NDH_FLEETS_DIR`, else `$XDG_RUNTIME_DIR/nixos-deploy-harness`, else
-`/tmp/ndh-<uid>`, one directory per fleet name (see harness/fleet_state.py). Every command
+`/tmp/ndh-<uid>`, one directory per fleet name (see harness/keep/). Every command
 but `up` takes `--fleet NAME`, needed only when several fleets exist.
 """
 from __future__ import annotations
@@ -20,16 +20,16 @@ import os
 import re
 import secrets
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
 from . import accel as accel_mod
-from . import fleet_specs, fleet_state
+from . import fleet_specs, keep
+from .boot_progress import BootProgress
 from .fleet import PRISTINE, Fleet
-from .fleet_state import FleetStateError
+from .keep import FleetStateError
 from .vm import CommandTimeout, MachineError
 from .vm import console
 
@@ -77,7 +77,7 @@ def _fail(message: str, code: int) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     spec = fleet_specs.load(args.spec)
-    name = fleet_state.check_name(args.name or fleet_state.dir_name_for(spec.name))
+    name = keep.check_name(args.name or keep.dir_name_for(spec.name))
     if name != spec.name:
         spec = dataclasses.replace(spec, name=name)
     try:
@@ -85,7 +85,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     except Exception as exc:
         raise CliError(f"cannot choose an accelerator: {exc}") from exc
     print(f"accelerator: {choice.name} ({choice.reason})", flush=True)
-    directory = fleet_state.claim(name, origin="deploy-harness up")
+    directory = keep.claim(name, origin="deploy-harness up")
     progress = BootProgress(directory, sorted(spec.nodes))
     fleet = Fleet(
         spec, accel=choice.name, base_dir=directory, keep=True,
@@ -99,91 +99,30 @@ def cmd_up(args: argparse.Namespace) -> int:
             raise CliError(f"fleet {name} did not boot: {type(exc).__name__}: {exc}") from exc
         try:
             fleet.snapshot(PRISTINE)
-            # Nodes QEMU cannot snapshot (9p shares, DESIGN.md §5) are listed, not fatal.
+            # Nodes QEMU cannot snapshot (9p shares) are listed, not fatal.
             refused = getattr(fleet, "cold_boot", {})
             pristine = f"snapshot {PRISTINE} of every node taken: `restore NODE {PRISTINE}` goes back to it"
             if refused:
                 pristine = f"no {PRISTINE} snapshot of " + "; ".join(f"{n} ({why})" for n, why in sorted(refused.items()))
         except MachineError as exc:
             pristine = f"no {PRISTINE} snapshot: {str(exc).splitlines()[0]}"
-        kept = fleet_state.KeptFleet(fleet, origin="deploy-harness up")
+        kept = keep.KeptFleet(fleet, origin="deploy-harness up")
         kept.let_go()
     except BaseException:
-        fleet_state.stop(directory)  # also the VLAN switches, which run as daemons
+        keep.stop_fleet(directory)  # also the VLAN switches, which run as daemons
         raise
     print(pristine)
-    print("\n".join(fleet_state.how_to_attach(name, spec.nodes, directory)))
+    print("\n".join(keep.how_to_attach(name, spec.nodes, directory)))
     return 0
-
-
-class BootProgress:
-    """While a fleet boots: elapsed time and each node's last serial console line, redrawn in
-    place on a terminal, a line every 5 s otherwise."""
-
-    def __init__(self, directory: Path, nodes: list[str], stream=None) -> None:
-        self.directory = directory
-        self.nodes = nodes
-        self.stream = stream or sys.stdout
-        self.tty = self.stream.isatty()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()  # one writer at a time: the ticker or say()
-        self._thread = threading.Thread(target=self._loop, name="boot-progress", daemon=True)
-        self._started = time.monotonic()
-
-    def __enter__(self) -> "BootProgress":
-        self._started = time.monotonic()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._clear()
-
-    def say(self, text: str) -> None:
-        """A message of the boot itself (Fleet's progress callback), on its own line."""
-        with self._lock:
-            self._clear()
-            self.stream.write(text + "\n")
-            self.stream.flush()
-
-    def _clear(self) -> None:
-        if self.tty:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
-
-    def _loop(self) -> None:
-        interval = 0.5 if self.tty else 5.0
-        while not self._stop.wait(interval):
-            elapsed = time.monotonic() - self._started
-            lasts = []
-            for node in self.nodes:
-                last = console.tail(self.directory / node / "serial.log", 1).strip()
-                lasts.append(f"{node}: {last[:40] or 'no serial output yet'}")
-            line = f"booting ({elapsed:.0f} s) " + " | ".join(lasts)
-            with self._lock:
-                if self.tty:
-                    width = max(20, _terminal_width(self.stream) - 1)
-                    self.stream.write("\r\033[K" + line[:width])
-                else:
-                    self.stream.write(line + "\n")
-                self.stream.flush()
-
-
-def _terminal_width(stream) -> int:
-    try:
-        return os.get_terminal_size(stream.fileno()).columns
-    except (OSError, ValueError):
-        return 80
 
 
 # -- status, logs, down ---------------------------------------------------------------------------
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    records = [fleet_state.find(args.fleet)] if args.fleet else fleet_state.all_fleets()
+    records = [keep.find(args.fleet)] if args.fleet else keep.all_fleets()
     if not records:
-        print(f"no fleet is running (none in {fleet_state.fleets_root()}); start one with `deploy-harness up`")
+        print(f"no fleet is running (none in {keep.fleets_root()}); start one with `deploy-harness up`")
         return EXIT_ERROR
     any_running = False
     for record in records:
@@ -204,14 +143,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         for switch in record.switches:
             print(f"  vlan {switch.vlan:<12} {'running' if switch.running else 'stopped':<8} pid {switch.pid} (vde_switch)")
         if health.state == "stale":
-            print(f"  remove it with: {fleet_state.env_prefix()}deploy-harness down --fleet {record.name}")
+            print(f"  remove it with: {keep.env_prefix()}deploy-harness down --fleet {record.name}")
     return 0 if any_running else EXIT_ERROR
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    record = fleet_state.find(args.fleet)  # stale fleets too: their logs say what happened
+    record = keep.find(args.fleet)  # stale fleets too: their logs say what happened
     node = record.node(args.node)
-    path = node.transcript if args.transcript else node.serial_log
+    path = Path(node.state_dir) / ("transcript.log" if args.transcript else "serial.log")
     if not path.exists():
         raise CliError(f"node {args.node} of fleet {record.name} has no log at {path}")
     out = sys.stdout.buffer
@@ -238,14 +177,14 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     if args.all:
-        records = fleet_state.all_fleets()
+        records = keep.all_fleets()
         if not records:
-            print(f"no fleets in {fleet_state.fleets_root()}")
+            print(f"no fleets in {keep.fleets_root()}")
             return 0
     else:
-        records = [fleet_state.find(args.fleet)]
+        records = [keep.find(args.fleet)]
     for record in records:
-        ended = fleet_state.stop(record.directory)
+        ended = keep.stop_fleet(record.directory)
         pids = f" (ended pids {', '.join(map(str, ended))})" if ended else " (no process was left)"
         print(f"fleet {record.name} is down; removed {record.directory}{pids}")
     return 0
@@ -267,8 +206,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not words:
         raise CliError("run: no command given (deploy-harness run NODE CMD...)", EXIT_RUN_ERROR)
     command = " ".join(words)  # as ssh does: the words form one shell command line
-    record = fleet_state.find(args.fleet)
-    with fleet_state.attached(record, args.node, _holder(args)) as machine:
+    record = keep.find(args.fleet)
+    with keep.attached(record, args.node, _holder(args)) as machine:
         # stdout and stderr apart: stderr goes to a guest file (the backdoor sends it to the
         # serial console otherwise), fetched by a second round trip.
         errors = f"/tmp/.ndh-stderr-{secrets.token_hex(6)}"
@@ -304,9 +243,9 @@ def _run_options() -> argparse.ArgumentParser:
 def cmd_shell(args: argparse.Namespace) -> int:
     from .cli_shell import BackdoorShell
 
-    record = fleet_state.find(args.fleet)
-    again = f"{fleet_state.env_prefix()}deploy-harness shell {args.node} --fleet {record.name}"
-    with fleet_state.attached(record, args.node, _holder(args)) as machine:
+    record = keep.find(args.fleet)
+    again = f"{keep.env_prefix()}deploy-harness shell {args.node} --fleet {record.name}"
+    with keep.attached(record, args.node, _holder(args)) as machine:
         shell = BackdoorShell(machine, record.name, again)
         if sys.stdin.isatty():
             return shell.interactive(history=machine.state_dir / "shell_history")
@@ -321,8 +260,8 @@ def _snapshot_name(name: str) -> str:
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     name = _snapshot_name(args.name)
-    record = fleet_state.find(args.fleet)
-    with fleet_state.attached(record, args.node, _holder(args)) as machine:
+    record = keep.find(args.fleet)
+    with keep.attached(record, args.node, _holder(args)) as machine:
         machine.snapshot(name)
     print(f"saved snapshot {name} of {args.node} (memory, devices and disk)")
     return 0
@@ -330,9 +269,9 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     name = _snapshot_name(args.name)
-    record = fleet_state.find(args.fleet)
+    record = keep.find(args.fleet)
     # No resync first: restoring also heals a shell stuck in an earlier session's command.
-    with fleet_state.attached(record, args.node, _holder(args), resync=False) as machine:
+    with keep.attached(record, args.node, _holder(args), resync=False) as machine:
         existing = _snapshot_names(machine.send_monitor_command("info snapshots"))
         if name not in existing:
             raise CliError(
@@ -362,7 +301,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="deploy-harness",
         description="Keep a fleet of VMs running in the background and work on it by hand: "
         "boot it, open root shells on its nodes, run commands, snapshot and restore, read logs.",
-        epilog=f"Fleets live in {fleet_state.fleets_root()} (NDH_FLEETS_DIR overrides). Errors exit "
+        epilog=f"Fleets live in {keep.fleets_root()} (NDH_FLEETS_DIR overrides). Errors exit "
         f"with {EXIT_ERROR} ({EXIT_RUN_ERROR} for `run`, whose other codes are the command's).",
     )
     parser.add_argument("--fleet", metavar="NAME", default=None,

@@ -9,6 +9,7 @@ import subprocess
 import textwrap
 import time
 
+import psutil
 import pytest
 from cli_testlib import DEPLOY_HARNESS, all_gone
 
@@ -111,9 +112,8 @@ def test_an_interrupted_up_leaves_a_stale_fleet_that_down_cleans_up(cli):
 
 def _program(pid: int) -> str:
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return os.path.basename(handle.read().split(b"\0")[0].decode())
-    except OSError:
+        return psutil.Process(pid).name()
+    except psutil.Error:
         return ""
 
 
