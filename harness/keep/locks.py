@@ -3,11 +3,13 @@ drives a node holds its lock (`<node dir>/attach.lock`, flock) and writes who it
 second one gets a clear "in use by ..." error instead of a connection QEMU never answers."""
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 from pathlib import Path
 
-from .errors import NodeBusy
+from .errors import FleetStateError, NodeBusy
 
 
 class NodeLock:
@@ -19,7 +21,7 @@ class NodeLock:
     def acquire(self, holder: str) -> None:
         if self._fd is not None:
             return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = self._open()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -33,6 +35,22 @@ class NodeLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{holder} (pid {os.getpid()})\n".encode(), 0)
         self._fd = fd
+
+    def _open(self) -> int:
+        """The lock file, never through a symlink, and only a plain file of ours (we truncate it)."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            info = os.fstat(fd)
+        except OSError as exc:
+            why = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+            raise FleetStateError(f"refusing the lock of node {self.node}, {self.path}: {why}. Remove it.") from None
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_nlink != 1:
+            os.close(fd)
+            raise FleetStateError(
+                f"refusing the lock of node {self.node}, {self.path}: not a plain file of yours "
+                f"(uid {info.st_uid}, {info.st_nlink} links). Remove it."
+            )
+        return fd
 
     def release(self) -> None:
         if self._fd is not None:

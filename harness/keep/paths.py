@@ -26,17 +26,40 @@ def fleets_root() -> Path:
     return Path(f"/tmp/ndh-{os.getuid()}")
 
 
-def private_root() -> Path:
-    """The fleets root, created 0700 if missing; refused if someone else could write to it."""
-    root = fleets_root()
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = root.lstat()
-    if stat.S_ISLNK(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
-        raise FleetStateError(
-            f"{root} is not a private directory of yours (owner uid {info.st_uid}, mode "
-            f"{stat.filemode(info.st_mode)}): remove it, or set NDH_FLEETS_DIR to another place"
+def check_private(path: Path, what: str) -> Path:
+    """`path`, if it is a directory of this user that nobody else can enter: one made by someone
+    else (say /tmp/ndh-<uid>, made before us) could hold forged fleets, pids and symlinks."""
+    info = path.lstat()
+    mode = stat.filemode(info.st_mode)
+    problem = (
+        "it is a symbolic link" if stat.S_ISLNK(info.st_mode)
+        else "it is not a directory" if not stat.S_ISDIR(info.st_mode)
+        else f"it belongs to uid {info.st_uid}, not to you (uid {os.getuid()})" if info.st_uid != os.getuid()
+        else f"its mode is {mode}, so others can enter it" if info.st_mode & 0o077
+        else None
+    )
+    if problem:
+        fix = (
+            f"`chmod 700 {path}`" if problem.startswith("its mode")
+            else "set NDH_FLEETS_DIR to a private directory of yours" if what == "fleets directory"
+            else "remove it: deploy-harness did not make it"
         )
-    return root
+        raise FleetStateError(f"refusing to use the {what} {path}: {problem}. To go on: {fix}")
+    return path
+
+
+def existing_root() -> Path | None:
+    """The fleets root, checked, or None if there is none yet."""
+    try:
+        return check_private(fleets_root(), "fleets directory")
+    except FileNotFoundError:
+        return None
+
+
+def private_root() -> Path:
+    """The fleets root, created 0700 if missing, checked."""
+    fleets_root().mkdir(mode=0o700, parents=True, exist_ok=True)
+    return check_private(fleets_root(), "fleets directory")
 
 
 def env_prefix() -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..vm.adopted import is_running
 from .errors import FleetStateError
-from .paths import check_name, fleets_root
+from .paths import check_name, check_private, existing_root, fleets_root
 
 STATE_FILE = "fleet.json"
 FORMAT = 1
@@ -123,6 +123,9 @@ class FleetRecord:
             })
             for name, node in data["nodes"].items()
         }
+        for node in nodes.values():  # a node directory elsewhere would lead locks and logs there
+            if Path(node.state_dir).resolve() != (directory / node.name).resolve():
+                raise ValueError(f"node {node.name} has its state in {node.state_dir}, outside {directory}")
         return cls(
             directory=directory,
             nodes=nodes,
@@ -135,7 +138,8 @@ class FleetRecord:
         """Atomically (rename), private (0600: the tokens drive root shells)."""
         target = self.directory / STATE_FILE
         temporary = target.with_suffix(".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        temporary.unlink(missing_ok=True)  # then a file of our own, never one a symlink leads to
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump(self.to_json(), handle, indent=2)
         temporary.replace(target)
@@ -143,35 +147,36 @@ class FleetRecord:
 
 def read(directory: Path) -> FleetRecord:
     """The record of the fleet in `directory` (unreadable state gives a stale record)."""
+    check_private(directory, "fleet directory")
     try:
-        data = json.loads((directory / STATE_FILE).read_text())
-        return FleetRecord.from_json(directory, data)
+        with os.fdopen(os.open(directory / STATE_FILE, os.O_RDONLY | os.O_NOFOLLOW)) as handle:
+            return FleetRecord.from_json(directory, json.load(handle))
     except FileNotFoundError:
         why = f"it has no {STATE_FILE}"
-    except (ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # OSError: ELOOP, a symlink
         why = f"its {STATE_FILE} is unreadable ({exc})"
     return FleetRecord(directory.name, directory, unreadable=why)
 
 
 def all_fleets() -> list[FleetRecord]:
-    root = fleets_root()
-    if not root.is_dir():
+    root = existing_root()
+    if root is None:
         return []
-    return [read(d) for d in sorted(root.iterdir()) if d.is_dir()]
+    return [read(d) for d in sorted(root.iterdir()) if d.is_dir() or d.is_symlink()]
 
 
 def find(name: str | None) -> FleetRecord:
     """The fleet called `name`; without a name, the only fleet there is."""
     if name is not None:
         check_name(name)
-        directory = fleets_root() / name
-        if not directory.is_dir():
+        root = existing_root()
+        if root is None or not os.path.lexists(root / name):
             known = ", ".join(r.name for r in all_fleets()) or "none"
             raise FleetStateError(
                 f"no fleet named {name!r} in {fleets_root()} (fleets: {known}). "
                 "Start one with `deploy-harness up`."
             )
-        return read(directory)
+        return read(root / name)
     fleets = all_fleets()
     if not fleets:
         raise FleetStateError(
