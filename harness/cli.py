@@ -38,6 +38,7 @@ EXIT_RUN_ERROR = 255  # the same for `run`, whose 1 belongs to the command (as s
 EXIT_TIMEOUT = 124  # `run --timeout` ran out (as timeout(1) does)
 EXIT_INTERRUPTED = 130
 SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+RUN_USAGE = "deploy-harness run NODE [--fleet NAME] [--timeout SECONDS] [--] CMD..."
 
 
 class CliError(Exception):
@@ -176,13 +177,15 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    if args.all:
-        records = keep.all_fleets()
-        if not records:
-            print(f"no fleets in {keep.fleets_root()}")
-            return 0
-    else:
-        records = [keep.find(args.fleet)]
+    """Nothing to stop is no error, with or without --all: exit 0 and say so in one line."""
+    try:
+        records = keep.all_fleets() if args.all else [keep.find(args.fleet)]
+    except keep.NoFleet as missing:
+        print(f"nothing to stop: {missing.what}")
+        return 0
+    if not records:  # --all
+        print(f"nothing to stop: no fleet in {keep.fleets_root()}")
+        return 0
     for record in records:
         ended = keep.stop_fleet(record.directory)
         pids = f" (ended pids {', '.join(map(str, ended))})" if ended else " (no process was left)"
@@ -198,13 +201,9 @@ def _holder(args: argparse.Namespace) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    words = list(args.cmd)
-    if "--" in words:  # `run NODE --fleet F -- CMD...`: options before the separator count too
-        split = words.index("--")
-        _run_options().parse_args(words[:split], namespace=args)
-        words = words[split + 1 :]
+    words = _options_after_node(args)
     if not words:
-        raise CliError("run: no command given (deploy-harness run NODE CMD...)", EXIT_RUN_ERROR)
+        raise CliError(f"run: no command given\nusage: {RUN_USAGE}", EXIT_RUN_ERROR)
     command = " ".join(words)  # as ssh does: the words form one shell command line
     record = keep.find(args.fleet)
     with keep.attached(record, args.node, _holder(args)) as machine:
@@ -233,11 +232,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     return status
 
 
-def _run_options() -> argparse.ArgumentParser:
-    options = argparse.ArgumentParser(prog="deploy-harness run NODE", add_help=False)
-    options.add_argument("--fleet", metavar="NAME", default=argparse.SUPPRESS)
-    options.add_argument("--timeout", type=float, default=argparse.SUPPRESS, metavar="SECONDS")
-    return options
+def _options_after_node(args: argparse.Namespace) -> list[str]:
+    """Parse the options between NODE and the command (or a `--`) into `args`; return the
+    command's words. Options there are deploy-harness's or refused: never sent to the guest."""
+    words, options = list(args.cmd), []
+    while words and words[0].startswith("-"):
+        word = words.pop(0)
+        if word == "--":
+            break
+        options.append(word)
+        if word in ("--fleet", "--timeout") and words:  # options that take a separate value
+            options.append(words.pop(0))
+    parser = _RunOptions(prog="deploy-harness run", add_help=False)
+    parser.add_argument("--fleet", metavar="NAME", default=argparse.SUPPRESS)
+    parser.add_argument("--timeout", type=float, default=argparse.SUPPRESS, metavar="SECONDS")
+    parser.parse_args(options, namespace=args)
+    return words
+
+
+class _RunOptions(argparse.ArgumentParser):
+    def error(self, message: str):  # no exit 2: `run`'s own errors exit 255, the rest is CMD's
+        hint = " (a command that starts with '-' goes after `--`)" if "unrecognized" in message else ""
+        raise CliError(f"run: {message}{hint}\nusage: {RUN_USAGE}", EXIT_RUN_ERROR)
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
@@ -339,7 +355,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("node", metavar="NODE")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD...",
                      help="the command line (words are joined with spaces, as ssh does); options "
-                     "after NODE need a `--` before the command: run NODE --fleet F -- CMD")
+                     "after NODE are deploy-harness's up to the first other word or a `--`")
 
     snapshot = command("snapshot", cmd_snapshot, "save a node's whole state (memory, devices, disk) as NAME")
     snapshot.add_argument("node", metavar="NODE")

@@ -7,7 +7,7 @@ node; attach.py: driving a node of a kept fleet; stop.py: ending a fleet.
 """
 from .attach import KeptFleet, attached, how_to_attach
 from .claims import claim, claim_free
-from .errors import FleetStateError, NodeBusy
+from .errors import FleetStateError, NoFleet, NodeBusy
 from .paths import check_name, dir_name_for, env_prefix, fleets_root
 from .records import FleetRecord, all_fleets, find
 from .stop import leftover_processes, stop_fleet

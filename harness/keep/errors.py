@@ -7,3 +7,11 @@ class FleetStateError(RuntimeError):
 
 class NodeBusy(FleetStateError):
     """Another process drives the node."""
+
+
+class NoFleet(FleetStateError):
+    """No fleet matches: nothing to work on (for `down`: nothing to stop)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what}. Start one with `deploy-harness up`.")
+        self.what = what

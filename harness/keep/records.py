@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..vm.adopted import is_running
-from .errors import FleetStateError
+from .errors import FleetStateError, NoFleet
 from .paths import check_name, check_private, existing_root, fleets_root
 
 STATE_FILE = "fleet.json"
@@ -172,16 +172,11 @@ def find(name: str | None) -> FleetRecord:
         root = existing_root()
         if root is None or not os.path.lexists(root / name):
             known = ", ".join(r.name for r in all_fleets()) or "none"
-            raise FleetStateError(
-                f"no fleet named {name!r} in {fleets_root()} (fleets: {known}). "
-                "Start one with `deploy-harness up`."
-            )
+            raise NoFleet(f"no fleet named {name!r} in {fleets_root()} (fleets: {known})")
         return read(root / name)
     fleets = all_fleets()
     if not fleets:
-        raise FleetStateError(
-            f"no fleet is running (none in {fleets_root()}). Start one with `deploy-harness up`."
-        )
+        raise NoFleet(f"no fleet is running (none in {fleets_root()})")
     if len(fleets) > 1:
         listed = ", ".join(f"{r.name} ({r.health().state})" for r in fleets)
         raise FleetStateError(f"several fleets exist: {listed}. Pick one with --fleet NAME.")
