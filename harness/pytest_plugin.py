@@ -230,7 +230,11 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         return
     # From the state files: under xdist the workers kept the fleets, not this process.
     run_id = os.environ.get(_RUN_ID_ENV)
-    kept = [r for r in keep.all_fleets() if run_id and r.run_id == run_id]
+    try:
+        kept = [r for r in keep.all_fleets() if run_id and r.run_id == run_id]
+    except keep.FleetStateError as refused:  # a fleets root that is not the user's
+        terminalreporter.write_line(f"[vm] --keep-vms: {refused}")
+        return
     if not kept:
         terminalreporter.write_line("[vm] --keep-vms: no fleet was booted, none is kept")
     for record in kept:

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -183,3 +184,23 @@ def test_a_node_directory_outside_the_fleet_is_refused(make_cli, bystander, tmp_
     assert result.returncode == 255
     assert f"node alpha has its state in {tmp_path}, outside {directory}" in result.stderr
     assert not (tmp_path / "attach.lock").exists()
+
+
+def test_keep_vms_refuses_a_fleets_root_of_another_user(make_cli, tmp_path):
+    _needs_root()
+    cli = make_cli()
+    os.chown(cli.fleets_dir, NOBODY, NOBODY)
+    (tmp_path / "test_child.py").write_text(
+        "import pytest\nfrom harness.fleet import FleetSpec, NodeSpec\n"
+        "@pytest.mark.fleet(FleetSpec('kept', {'solo': NodeSpec(vlans=())}))\n"
+        "def test_never_boots(fleet):\n    pass\n"
+    )
+    child = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--keep-vms", "--vm-accel=tcg", "test_child.py"],
+        cwd=tmp_path, env=cli.env, capture_output=True, text=True, timeout=120,
+    )
+    refusal = f"refusing to use the fleets directory {cli.fleets_dir}: it belongs to uid {NOBODY}"
+    assert child.returncode == 1 and "1 error" in child.stdout, child.stdout + child.stderr
+    assert "INTERNALERROR" not in child.stdout + child.stderr
+    assert f"[vm] --keep-vms: {refusal}" in child.stdout
+    assert not any(cli.fleets_dir.iterdir())
