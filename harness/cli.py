@@ -9,7 +9,7 @@
     deploy-harness down
 
 Fleets live in `$NDH_FLEETS_DIR`, else `$XDG_RUNTIME_DIR/nixos-deploy-harness`, else
-`/tmp/ndh-<uid>`, one directory per fleet name (see harness/fleet_state.py). Every command
+`/tmp/ndh-<uid>`, one directory per fleet name (see harness/keep/). Every command
 but `up` takes `--fleet NAME`, needed only when several fleets exist.
 """
 from __future__ import annotations
@@ -20,16 +20,16 @@ import os
 import re
 import secrets
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
 from . import accel as accel_mod
-from . import fleet_specs, fleet_state
+from . import fleet_specs, keep
+from .boot_progress import BootProgress
 from .fleet import PRISTINE, Fleet
-from .fleet_state import FleetStateError
+from .keep import FleetStateError
 from .vm import CommandTimeout, MachineError
 from .vm import console
 
@@ -38,6 +38,7 @@ EXIT_RUN_ERROR = 255  # the same for `run`, whose 1 belongs to the command (as s
 EXIT_TIMEOUT = 124  # `run --timeout` ran out (as timeout(1) does)
 EXIT_INTERRUPTED = 130
 SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+RUN_USAGE = "deploy-harness run NODE [--fleet NAME] [--timeout SECONDS] [--] CMD..."
 
 
 class CliError(Exception):
@@ -77,7 +78,7 @@ def _fail(message: str, code: int) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     spec = fleet_specs.load(args.spec)
-    name = fleet_state.check_name(args.name or fleet_state.dir_name_for(spec.name))
+    name = keep.check_name(args.name or keep.dir_name_for(spec.name))
     if name != spec.name:
         spec = dataclasses.replace(spec, name=name)
     try:
@@ -85,7 +86,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     except Exception as exc:
         raise CliError(f"cannot choose an accelerator: {exc}") from exc
     print(f"accelerator: {choice.name} ({choice.reason})", flush=True)
-    directory = fleet_state.claim(name, origin="deploy-harness up")
+    directory = keep.claim(name, origin="deploy-harness up")
     progress = BootProgress(directory, sorted(spec.nodes))
     fleet = Fleet(
         spec, accel=choice.name, base_dir=directory, keep=True,
@@ -106,84 +107,23 @@ def cmd_up(args: argparse.Namespace) -> int:
                 pristine = f"no {PRISTINE} snapshot of " + "; ".join(f"{n} ({why})" for n, why in sorted(refused.items()))
         except MachineError as exc:
             pristine = f"no {PRISTINE} snapshot: {str(exc).splitlines()[0]}"
-        kept = fleet_state.KeptFleet(fleet, origin="deploy-harness up")
+        kept = keep.KeptFleet(fleet, origin="deploy-harness up")
         kept.let_go()
     except BaseException:
-        fleet_state.stop(directory)  # also the VLAN switches, which run as daemons
+        keep.stop_fleet(directory)  # also the VLAN switches, which run as daemons
         raise
     print(pristine)
-    print("\n".join(fleet_state.how_to_attach(name, spec.nodes, directory)))
+    print("\n".join(keep.how_to_attach(name, spec.nodes, directory)))
     return 0
-
-
-class BootProgress:
-    """While a fleet boots: elapsed time and each node's last serial console line, redrawn in
-    place on a terminal, a line every 5 s otherwise."""
-
-    def __init__(self, directory: Path, nodes: list[str], stream=None) -> None:
-        self.directory = directory
-        self.nodes = nodes
-        self.stream = stream or sys.stdout
-        self.tty = self.stream.isatty()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()  # one writer at a time: the ticker or say()
-        self._thread = threading.Thread(target=self._loop, name="boot-progress", daemon=True)
-        self._started = time.monotonic()
-
-    def __enter__(self) -> "BootProgress":
-        self._started = time.monotonic()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._clear()
-
-    def say(self, text: str) -> None:
-        """A message of the boot itself (Fleet's progress callback), on its own line."""
-        with self._lock:
-            self._clear()
-            self.stream.write(text + "\n")
-            self.stream.flush()
-
-    def _clear(self) -> None:
-        if self.tty:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
-
-    def _loop(self) -> None:
-        interval = 0.5 if self.tty else 5.0
-        while not self._stop.wait(interval):
-            elapsed = time.monotonic() - self._started
-            lasts = []
-            for node in self.nodes:
-                last = console.tail(self.directory / node / "serial.log", 1).strip()
-                lasts.append(f"{node}: {last[:40] or 'no serial output yet'}")
-            line = f"booting ({elapsed:.0f} s) " + " | ".join(lasts)
-            with self._lock:
-                if self.tty:
-                    width = max(20, _terminal_width(self.stream) - 1)
-                    self.stream.write("\r\033[K" + line[:width])
-                else:
-                    self.stream.write(line + "\n")
-                self.stream.flush()
-
-
-def _terminal_width(stream) -> int:
-    try:
-        return os.get_terminal_size(stream.fileno()).columns
-    except (OSError, ValueError):
-        return 80
 
 
 # -- status, logs, down ---------------------------------------------------------------------------
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    records = [fleet_state.find(args.fleet)] if args.fleet else fleet_state.all_fleets()
+    records = [keep.find(args.fleet)] if args.fleet else keep.all_fleets()
     if not records:
-        print(f"no fleet is running (none in {fleet_state.fleets_root()}); start one with `deploy-harness up`")
+        print(f"no fleet is running (none in {keep.fleets_root()}); start one with `deploy-harness up`")
         return EXIT_ERROR
     any_running = False
     for record in records:
@@ -204,14 +144,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         for switch in record.switches:
             print(f"  vlan {switch.vlan:<12} {'running' if switch.running else 'stopped':<8} pid {switch.pid} (vde_switch)")
         if health.state == "stale":
-            print(f"  remove it with: {fleet_state.env_prefix()}deploy-harness down --fleet {record.name}")
+            print(f"  remove it with: {keep.env_prefix()}deploy-harness down --fleet {record.name}")
     return 0 if any_running else EXIT_ERROR
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    record = fleet_state.find(args.fleet)  # stale fleets too: their logs say what happened
+    record = keep.find(args.fleet)  # stale fleets too: their logs say what happened
     node = record.node(args.node)
-    path = node.transcript if args.transcript else node.serial_log
+    path = Path(node.state_dir) / ("transcript.log" if args.transcript else "serial.log")
     if not path.exists():
         raise CliError(f"node {args.node} of fleet {record.name} has no log at {path}")
     out = sys.stdout.buffer
@@ -237,15 +177,17 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    if args.all:
-        records = fleet_state.all_fleets()
-        if not records:
-            print(f"no fleets in {fleet_state.fleets_root()}")
-            return 0
-    else:
-        records = [fleet_state.find(args.fleet)]
+    """Nothing to stop is no error, with or without --all: exit 0 and say so in one line."""
+    try:
+        records = keep.all_fleets() if args.all else [keep.find(args.fleet)]
+    except keep.NoFleet as missing:
+        print(f"nothing to stop: {missing.what}")
+        return 0
+    if not records:  # --all
+        print(f"nothing to stop: no fleet in {keep.fleets_root()}")
+        return 0
     for record in records:
-        ended = fleet_state.stop(record.directory)
+        ended = keep.stop_fleet(record.directory)
         pids = f" (ended pids {', '.join(map(str, ended))})" if ended else " (no process was left)"
         print(f"fleet {record.name} is down; removed {record.directory}{pids}")
     return 0
@@ -259,16 +201,12 @@ def _holder(args: argparse.Namespace) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    words = list(args.cmd)
-    if "--" in words:  # `run NODE --fleet F -- CMD...`: options before the separator count too
-        split = words.index("--")
-        _run_options().parse_args(words[:split], namespace=args)
-        words = words[split + 1 :]
+    words = _options_after_node(args)
     if not words:
-        raise CliError("run: no command given (deploy-harness run NODE CMD...)", EXIT_RUN_ERROR)
+        raise CliError(f"run: no command given\nusage: {RUN_USAGE}", EXIT_RUN_ERROR)
     command = " ".join(words)  # as ssh does: the words form one shell command line
-    record = fleet_state.find(args.fleet)
-    with fleet_state.attached(record, args.node, _holder(args)) as machine:
+    record = keep.find(args.fleet)
+    with keep.attached(record, args.node, _holder(args)) as machine:
         # stdout and stderr apart: stderr goes to a guest file (the backdoor sends it to the
         # serial console otherwise), fetched by a second round trip.
         errors = f"/tmp/.ndh-stderr-{secrets.token_hex(6)}"
@@ -294,19 +232,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     return status
 
 
-def _run_options() -> argparse.ArgumentParser:
-    options = argparse.ArgumentParser(prog="deploy-harness run NODE", add_help=False)
-    options.add_argument("--fleet", metavar="NAME", default=argparse.SUPPRESS)
-    options.add_argument("--timeout", type=float, default=argparse.SUPPRESS, metavar="SECONDS")
-    return options
+def _options_after_node(args: argparse.Namespace) -> list[str]:
+    """Parse the options between NODE and the command (or a `--`) into `args`; return the
+    command's words. Options there are deploy-harness's or refused: never sent to the guest."""
+    words, options = list(args.cmd), []
+    while words and words[0].startswith("-"):
+        word = words.pop(0)
+        if word == "--":
+            break
+        options.append(word)
+        if word in ("--fleet", "--timeout") and words:  # options that take a separate value
+            options.append(words.pop(0))
+    parser = _RunOptions(prog="deploy-harness run", add_help=False)
+    parser.add_argument("--fleet", metavar="NAME", default=argparse.SUPPRESS)
+    parser.add_argument("--timeout", type=float, default=argparse.SUPPRESS, metavar="SECONDS")
+    parser.parse_args(options, namespace=args)
+    return words
+
+
+class _RunOptions(argparse.ArgumentParser):
+    def error(self, message: str):  # no exit 2: `run`'s own errors exit 255, the rest is CMD's
+        hint = " (a command that starts with '-' goes after `--`)" if "unrecognized" in message else ""
+        raise CliError(f"run: {message}{hint}\nusage: {RUN_USAGE}", EXIT_RUN_ERROR)
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
     from .vm.shell_session import BackdoorShell
 
-    record = fleet_state.find(args.fleet)
-    again = f"{fleet_state.env_prefix()}deploy-harness shell {args.node} --fleet {record.name}"
-    with fleet_state.attached(record, args.node, _holder(args)) as machine:
+    record = keep.find(args.fleet)
+    again = f"{keep.env_prefix()}deploy-harness shell {args.node} --fleet {record.name}"
+    with keep.attached(record, args.node, _holder(args)) as machine:
         shell = BackdoorShell(machine, record.name, again)
         if sys.stdin.isatty():
             return shell.interactive(history=machine.state_dir / "shell_history")
@@ -321,8 +276,8 @@ def _snapshot_name(name: str) -> str:
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     name = _snapshot_name(args.name)
-    record = fleet_state.find(args.fleet)
-    with fleet_state.attached(record, args.node, _holder(args)) as machine:
+    record = keep.find(args.fleet)
+    with keep.attached(record, args.node, _holder(args)) as machine:
         machine.snapshot(name)
     print(f"saved snapshot {name} of {args.node} (memory, devices and disk)")
     return 0
@@ -330,9 +285,9 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     name = _snapshot_name(args.name)
-    record = fleet_state.find(args.fleet)
+    record = keep.find(args.fleet)
     # No resync first: restoring also heals a shell stuck in an earlier session's command.
-    with fleet_state.attached(record, args.node, _holder(args), resync=False) as machine:
+    with keep.attached(record, args.node, _holder(args), resync=False) as machine:
         existing = _snapshot_names(machine.send_monitor_command("info snapshots"))
         if name not in existing:
             raise CliError(
@@ -362,7 +317,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="deploy-harness",
         description="Keep a fleet of VMs running in the background and work on it by hand: "
         "boot it, open root shells on its nodes, run commands, snapshot and restore, read logs.",
-        epilog=f"Fleets live in {fleet_state.fleets_root()} (NDH_FLEETS_DIR overrides). Errors exit "
+        epilog=f"Fleets live in {keep.fleets_root()} (NDH_FLEETS_DIR overrides). Errors exit "
         f"with {EXIT_ERROR} ({EXIT_RUN_ERROR} for `run`, whose other codes are the command's).",
     )
     parser.add_argument("--fleet", metavar="NAME", default=None,
@@ -400,7 +355,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("node", metavar="NODE")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD...",
                      help="the command line (words are joined with spaces, as ssh does); options "
-                     "after NODE need a `--` before the command: run NODE --fleet F -- CMD")
+                     "after NODE are deploy-harness's up to the first other word or a `--`")
 
     snapshot = command("snapshot", cmd_snapshot, "save a node's whole state (memory, devices, disk) as NAME")
     snapshot.add_argument("node", metavar="NODE")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sys
 
-from . import fleet_state
+from . import keep
 from .fleet import Fleet
 
 
@@ -35,7 +35,7 @@ def pause(fleet: Fleet, reason: str = "") -> bool:
     try:
         if not sys.stdin.isatty():
             return False
-        pool = config.stash.get(pytest_plugin._POOL_KEY, None)
+        pool = pytest_plugin.fleet_pool_of(config)
         kept = pool.kept_fleet(fleet) if pool is not None else None
         if kept is None:
             print(
@@ -47,14 +47,14 @@ def pause(fleet: Fleet, reason: str = "") -> bool:
         kept.let_go()
         why = f" ({reason})" if reason else ""
         print(f"\n[vm] paused{why}: the test waits.", flush=True)
-        for line in fleet_state.how_to_attach(kept.name, fleet.machines, fleet.state_dir):
+        for line in keep.how_to_attach(kept.name, fleet.machines, fleet.state_dir):
             print(f"[vm]   {line}", flush=True)
         _wait_for_enter("[vm] Press Enter to go on with the test (detach your shells first). ")
         while True:
             try:
                 kept.take_back()
                 return True
-            except fleet_state.NodeBusy as busy:
+            except keep.NodeBusy as busy:
                 kept.let_go()
                 _wait_for_enter(f"[vm] {busy}\n[vm] Press Enter when it is detached. ")
     finally:

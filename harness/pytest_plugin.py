@@ -2,7 +2,7 @@
 test; options --vm-accel, --keep-vms, --vm-artifacts; serial logs and transcripts of failed
 tests saved and named in the report. Each xdist worker has its own fleets, sockets and switches.
 
-With --keep-vms, fleets boot in keep mode (harness/fleet_state.py): in the per-user fleets
+With --keep-vms, fleets boot in keep mode (harness/keep/): in the per-user fleets
 directory, with reattachable consoles and a state file, so they outlive the run (also a failed
 or interrupted one) and `deploy-harness shell NODE --fleet NAME` reaches them; the summary
 prints those commands. `harness.interactive.pause(fleet)` stops a test there and then.
@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from . import accel as accel_mod
-from . import fleet_state
+from . import keep
 from .fleet import PRISTINE, Fleet, FleetSpec
 from .vm import console, process
 
@@ -76,14 +76,14 @@ def pytest_configure(config: pytest.Config) -> None:
     _active_configs.append(config)
 
 
-def _accel(config: pytest.Config) -> accel_mod.AccelChoice:
+def accel_choice(config: pytest.Config) -> accel_mod.AccelChoice:
     if _ACCEL_KEY not in config.stash:
         config.stash[_ACCEL_KEY] = accel_mod.resolve(config.getoption("--vm-accel"))
     return config.stash[_ACCEL_KEY]
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    choice = _accel(config)
+    choice = accel_choice(config)
     return f"vm-accel: {choice.name} ({choice.reason})"
 
 
@@ -95,7 +95,7 @@ class FleetPool:
         self.fleets: dict[FleetSpec, Fleet] = {}
         self.scopes: dict[FleetSpec, str] = {}
         self.keep = bool(config.getoption("--keep-vms"))
-        self.kept: dict[FleetSpec, fleet_state.KeptFleet] = {}  # --keep-vms only
+        self.kept: dict[FleetSpec, keep.KeptFleet] = {}  # --keep-vms only
 
     def get(self, spec: FleetSpec, scope: str, test_id: str | None = None) -> Fleet:
         fleet = self.fleets.get(spec)
@@ -112,22 +112,22 @@ class FleetPool:
     def _boot(self, spec: FleetSpec) -> Fleet:
         base_dir = None
         if self.keep:
-            base_dir = fleet_state.claim_free(spec.name, self._keep_origin(), os.environ.get(_RUN_ID_ENV))
+            base_dir = keep.claim_free(spec.name, self._keep_origin(), os.environ.get(_RUN_ID_ENV))
         fleet = Fleet(
-            spec, accel=_accel(self.config).name, keep=self.keep, base_dir=base_dir, progress=self._progress
+            spec, accel=accel_choice(self.config).name, keep=self.keep, base_dir=base_dir, progress=self._progress
         )
         try:
             fleet.boot()
             fleet.snapshot(PRISTINE)
             if self.keep:
-                kept = fleet_state.KeptFleet(fleet, self._keep_origin(), os.environ.get(_RUN_ID_ENV))
+                kept = keep.KeptFleet(fleet, self._keep_origin(), os.environ.get(_RUN_ID_ENV))
                 kept.hold()
                 self.kept[spec] = kept
         except BaseException:
             # Not in the pool yet, so nothing else would end it: no VM may outlive a failed boot.
             fleet.close()
             if base_dir is not None:
-                fleet_state.stop(base_dir)  # the VLAN switches run as daemons in keep mode
+                keep.stop_fleet(base_dir)  # the VLAN switches run as daemons in keep mode
             raise
         return fleet
 
@@ -135,7 +135,7 @@ class FleetPool:
         worker = getattr(self.config, "workerinput", {}).get("workerid")
         return "pytest --keep-vms" + (f" (xdist worker {worker})" if worker else "")
 
-    def kept_fleet(self, fleet: Fleet) -> "fleet_state.KeptFleet | None":
+    def kept_fleet(self, fleet: Fleet) -> "keep.KeptFleet | None":
         return next((k for k in self.kept.values() if k.fleet is fleet), None)
 
     def _progress(self, text: str) -> None:
@@ -165,6 +165,11 @@ class FleetPool:
             kept.let_go()  # QEMU runs on; `deploy-harness` attaches from now on
         elif not fleet.keep:
             fleet.close()
+
+
+def fleet_pool_of(config: pytest.Config) -> FleetPool | None:
+    """This run's fleet pool (None until a test asks for a fleet)."""
+    return config.stash.get(_POOL_KEY, None)
 
 
 @pytest.fixture(scope="session")
@@ -239,12 +244,16 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         return
     # From the state files: under xdist the workers kept the fleets, not this process.
     run_id = os.environ.get(_RUN_ID_ENV)
-    kept = [r for r in fleet_state.all_fleets() if run_id and r.run_id == run_id]
+    try:
+        kept = [r for r in keep.all_fleets() if run_id and r.run_id == run_id]
+    except keep.FleetStateError as refused:  # a fleets root that is not the user's
+        terminalreporter.write_line(f"[vm] --keep-vms: {refused}")
+        return
     if not kept:
         terminalreporter.write_line("[vm] --keep-vms: no fleet was booted, none is kept")
     for record in kept:
         terminalreporter.write_line(f"[vm] --keep-vms kept fleet {record.name} (pids {record.pids()})")
-        for line in fleet_state.how_to_attach(record.name, record.nodes, record.directory):
+        for line in keep.how_to_attach(record.name, record.nodes, record.directory):
             terminalreporter.write_line(f"[vm]   {line}")
         if record.last_test:
             terminalreporter.write_line(f"[vm]   It is as test {record.last_test} left it.")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pytest
 
 from harness.images import nixos as nixos_image
-from harness.pytest_plugin import _accel
+from harness.pytest_plugin import accel_choice
 from scenario_fleet import NIXOS_FLEET, NIXOS_IMAGE, Homelab
 
 # Guests under TCG run several times slower than under KVM.
@@ -50,7 +50,7 @@ def decide_tier(config: pytest.Config) -> Tier:
     if _TIER_KEY in config.stash:
         return config.stash[_TIER_KEY]
     verdict = nixos_image.availability(NIXOS_IMAGE, sorted(NIXOS_FLEET.nodes), _progress(config))
-    accel = _accel(config)
+    accel = accel_choice(config)
     forced_tcg = config.getoption("--vm-accel") == "tcg"
     if not verdict.ok:
         tier = Tier("micro only", verdict.reason.splitlines()[0], verdict.reason)

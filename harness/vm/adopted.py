@@ -5,12 +5,13 @@ time, so that a pid reused by an unrelated process never counts as the machine."
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import time
 from collections.abc import Iterable
 from pathlib import Path
+
+import psutil
 
 
 class UnknownStatus(int):
@@ -28,16 +29,15 @@ class UnknownStatus(int):
 
 def start_time(pid: int) -> int | None:
     """When `pid` started (clock ticks since boot, /proc/<pid>/stat field 22), or None if no
-    such process runs. A zombie (exited, not yet reaped by its parent) does not run."""
+    such process runs. A zombie (exited, not yet reaped by its parent) does not run. Exact and
+    fixed, unlike psutil's create_time() (wall-clock seconds, which move with the clock)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # Field 2 (the command name) is in parentheses and may hold spaces: split after the last ')'.
     fields = stat[stat.rindex(")") + 2 :].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])  # fields[0] is field 3 (state); field 22 is the start time
+    return None if fields[0] in ("Z", "X") else int(fields[19])  # fields[0] is field 3
 
 
 def is_running(pid: int | None, started: int | None) -> bool:
@@ -72,12 +72,12 @@ def terminate(targets: Iterable[tuple[int, int]], grace: float = 5.0) -> list[in
     Returns the pids that survived both."""
     targets = set(targets)
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        alive = [(pid, started) for pid, started in targets if is_running(pid, started)]
-        for pid, _ in alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
+        for pid, started in targets:
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(pid)  # psutil re-checks its identity when it signals
+                if start_time(pid) == started:  # read after the handle: the same process
+                    proc.send_signal(sig)
         deadline = time.monotonic() + grace
-        while any(is_running(pid, started) for pid, started in alive) and time.monotonic() < deadline:
+        while any(is_running(*target) for target in targets) and time.monotonic() < deadline:
             time.sleep(0.05)
     return sorted(pid for pid, started in targets if is_running(pid, started))
-

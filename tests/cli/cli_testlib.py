@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.fleet_state import leftover_processes
+from harness.keep import leftover_processes
 from harness.vm.adopted import is_running
 
 DEPLOY_HARNESS = Path(sys.executable).parent / "deploy-harness"

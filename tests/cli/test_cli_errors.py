@@ -9,6 +9,7 @@ import subprocess
 import textwrap
 import time
 
+import psutil
 import pytest
 from cli_testlib import DEPLOY_HARNESS, all_gone
 
@@ -24,7 +25,6 @@ from harness.vm.adopted import is_running
         (("logs", "alpha"), 1),
         (("snapshot", "alpha", "s"), 1),
         (("restore", "alpha", "s"), 1),
-        (("down",), 1),
     ],
 )
 def test_without_a_fleet_every_command_says_how_to_start_one(cli, args, code):
@@ -32,6 +32,35 @@ def test_without_a_fleet_every_command_says_how_to_start_one(cli, args, code):
     assert result.returncode == code
     assert "no fleet is running" in result.stdout + result.stderr
     assert "deploy-harness up" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (("down",), "nothing to stop: no fleet is running (none in {root})"),
+        (("down", "--all"), "nothing to stop: no fleet in {root}"),
+        (("down", "--fleet", "nosuch"), "nothing to stop: no fleet named 'nosuch' in {root} (fleets: none)"),
+    ],
+)
+def test_down_with_nothing_to_stop_says_so_and_succeeds(cli, args, says):
+    result = cli(*args)
+    assert (result.returncode, result.stdout, result.stderr) == (0, says.format(root=cli.fleets_dir) + "\n", "")
+
+
+@pytest.mark.parametrize(
+    "words, error",
+    [
+        (("--bogus", "true"), "run: unrecognized arguments: --bogus (a command that starts with '-' goes after `--`)"),
+        (("--timeout", "soon", "true"), "run: argument --timeout: invalid float value: 'soon'"),
+        (("--timeout",), "run: argument --timeout: expected one argument"),
+        (("--fleet", "x", "--"), "run: no command given"),
+    ],
+)
+def test_run_refuses_bad_options_after_the_node_with_its_usage(cli, words, error):
+    result = cli("run", "alpha", *words)
+    assert result.returncode == 255
+    assert result.stderr == f"deploy-harness: {error}\n" \
+        "usage: deploy-harness run NODE [--fleet NAME] [--timeout SECONDS] [--] CMD...\n"
 
 
 def test_bad_specs_are_refused_before_anything_boots(cli, tmp_path):
@@ -111,9 +140,8 @@ def test_an_interrupted_up_leaves_a_stale_fleet_that_down_cleans_up(cli):
 
 def _program(pid: int) -> str:
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return os.path.basename(handle.read().split(b"\0")[0].decode())
-    except OSError:
+        return psutil.Process(pid).name()
+    except psutil.Error:
         return ""
 
 

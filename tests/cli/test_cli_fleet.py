@@ -50,6 +50,19 @@ def test_run_prints_stdout_sends_stderr_apart_and_exits_with_the_status(cli, mic
     assert cli.ok("run", "beta", "--fleet", "micro", "--", "cat /etc/hostname") == "beta\n"
 
 
+def test_run_options_after_the_node_are_ours_and_never_reach_the_guest(cli, micro):
+    # `--timeout` after NODE is applied (it once went to the guest as the command's first word).
+    result = cli("run", "alpha", "--timeout", "1", "sleep", "3")
+    assert result.returncode == 124
+    assert "`sleep 3` did not finish on alpha within 1.0 s" in result.stderr
+    assert cli.ok("run", "alpha", "--fleet=micro", "--timeout=30", "echo", "on time") == "on time\n"
+    # A refused option never reaches the guest; after `--` (or the first word) words are CMD's.
+    assert cli("run", "alpha", "--bogus", "echo", "never-sent").returncode == 255
+    assert "never-sent" not in cli.ok("logs", "alpha", "--transcript")
+    assert cli.ok("run", "alpha", "--", "echo", "--timeout", "2") == "--timeout 2\n"
+    assert cli.ok("run", "alpha", "echo", "--fleet", "x", "--", "y") == "--fleet x -- y\n"
+
+
 def test_snapshot_and_restore_go_back_in_time(cli, micro):
     cli.ok("run", "beta", "echo before > /persist/before")
     assert "saved snapshot t1 of beta" in cli.ok("snapshot", "beta", "t1")
