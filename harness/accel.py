@@ -8,9 +8,7 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from .images.cachedir import cache_root, locked
 
@@ -56,7 +54,8 @@ def _host_key() -> str:
 def _probe() -> tuple[AccelChoice, bool]:
     """Boot the micro image under KVM; KVM counts only if the backdoor answers. Returns the
     choice and whether it is a verdict about KVM (worth caching) or only a failed attempt."""
-    from .fleet import Fleet, FleetSpec, NodeSpec, state_root  # the probe needs a real guest
+    from . import state_dirs
+    from .fleet import Fleet, FleetSpec, NodeSpec  # the probe needs a real guest
     from .images import micro
     from .vm import MachineError
 
@@ -67,7 +66,7 @@ def _probe() -> tuple[AccelChoice, bool]:
         return AccelChoice("tcg", f"auto: KVM not probed, no probe guest ({first}); using TCG"), False
     spec = FleetSpec("kvm-probe", {"probe": NodeSpec(vlans=())})
     fleet = Fleet(spec, accel="kvm", boot_timeout=PROBE_TIMEOUT,
-                  base_dir=Path(tempfile.mkdtemp(prefix="ndh-kvm-probe-", dir=state_root())))
+                  base_dir=state_dirs.make("kvm-probe"))
     try:
         fleet.boot()
         fleet["probe"].succeed("true")

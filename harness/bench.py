@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import state_dirs
 from .accel import resolve
 from .images import micro
 from .vm import Machine, process
@@ -126,7 +127,7 @@ def main() -> int:
     choice = resolve(os.environ.get("NDH_BENCH_ACCEL", "auto"))
     log(f"accel {choice.name}: {choice.reason}")
     image = micro.ensure_micro_image(log)
-    workdir = Path(tempfile.mkdtemp(prefix="ndh-bench-", dir="/tmp"))
+    workdir = state_dirs.make("bench")
     result: dict[str, object] = {"accel": choice.name}
     try:
         cold, raw = [], []

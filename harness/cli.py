@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import accel as accel_mod
+from . import state_dirs
 from . import fleet_specs, keep
 from .boot_progress import BootProgress
 from .fleet import PRISTINE, Fleet
@@ -178,6 +179,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     """Nothing to stop is no error, with or without --all: exit 0 and say so in one line."""
+    if args.all:
+        _collect_dead_runs()
     try:
         records = keep.all_fleets() if args.all else [keep.find(args.fleet)]
     except keep.NoFleet as missing:
@@ -191,6 +194,13 @@ def cmd_down(args: argparse.Namespace) -> int:
         pids = f" (ended pids {', '.join(map(str, ended))})" if ended else " (no process was left)"
         print(f"fleet {record.name} is down; removed {record.directory}{pids}")
     return 0
+
+
+def _collect_dead_runs() -> None:
+    removed = state_dirs.collect()
+    if removed:
+        print(f"removed {len(removed)} state director{'y' if len(removed) == 1 else 'ies'} of dead runs: "
+              + ", ".join(map(str, removed)))
 
 
 # -- commands on one node -------------------------------------------------------------------------

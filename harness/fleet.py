@@ -2,13 +2,13 @@
 snapshotted together. Declared with FleetSpec/NodeSpec; the image decides the start scripts."""
 from __future__ import annotations
 
-import os
+import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
+from . import state_dirs
 from .images import micro
 from .specs import FleetSpec, Image, NodeSpec
 from .vm import Machine, MachineError, QMPError, VdeSwitch, start_all
@@ -26,9 +26,16 @@ def _first_line(exc: Exception) -> str:
     return text.split(": ", 1)[1] if text.startswith("machine ") and ": " in text else text
 
 
-def state_root() -> str:
-    """Where fleets keep sockets, disks and logs: `$NDH_STATE_DIR`, else /tmp (short paths)."""
-    return os.environ.get("NDH_STATE_DIR", "/tmp")
+# QEMU's reasons that rule snapshots out for a machine for good (a writable raw drive such as a
+# UEFI variable store, a 9p share). Any other savevm failure (a full disk: "-28", "-5") is an
+# error of the run, not a reason to cold-boot.
+SNAPSHOTS_RULED_OUT = re.compile(
+    r"does not support snapshots|No block device can accept snapshots|VirtFS|mount_tag|Migration is disabled"
+)
+
+
+# savevm's words when writing the state into the qcow2 disk failed (ENOSPC -28, EIO -5).
+WRITE_FAILED = re.compile(r"SaveStateEntry|No space left|-28\b|-5\b|Input/output error")
 
 
 class Fleet:
@@ -48,9 +55,7 @@ class Fleet:
         self.keep = keep
         self.progress = progress
         # Unix socket paths must stay under 108 bytes: keep the state tree short, in /tmp.
-        self.state_dir = Path(base_dir) if base_dir else Path(
-            tempfile.mkdtemp(prefix=f"ndh-{spec.name[:12]}-", dir=state_root())
-        )
+        self.state_dir = Path(base_dir) if base_dir else state_dirs.make(spec.name)
         self.switches: dict[int, VdeSwitch] = {}
         self.machines: dict[str, Machine] = {}
         self.boot_timeout = boot_timeout
@@ -123,9 +128,17 @@ class Fleet:
             try:
                 machine.snapshot(name)
             except QMPError as exc:
-                if name != PRISTINE:
-                    raise
-                refused[machine.name] = _first_line(exc)
+                if name == PRISTINE and SNAPSHOTS_RULED_OUT.search(str(exc)):
+                    refused[machine.name] = _first_line(exc)
+                    continue
+                if WRITE_FAILED.search(str(exc)):
+                    raise QMPError(
+                        machine.name,
+                        f"{_first_line(exc)}: QEMU could not write the snapshot into its disk "
+                        f"under {self.state_dir}. Is that filesystem full? Free space there, or "
+                        "set NDH_STATE_DIR to a directory on a larger disk.",
+                    ) from exc
+                raise
         if refused:
             self.cold_boot.update(refused)
             self.progress(

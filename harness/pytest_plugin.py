@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import sys
 import uuid
 from pathlib import Path
@@ -25,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from . import accel as accel_mod
-from . import keep
+from . import keep, state_dirs
 from .fleet import PRISTINE, Fleet, FleetSpec
 from .vm import console, process
 
@@ -74,6 +75,29 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--keep-vms") and not hasattr(config, "workerinput"):
         os.environ[_RUN_ID_ENV] = uuid.uuid4().hex
     _active_configs.append(config)
+    # SIGTERM and SIGHUP (a CI job cancelled, a terminal closed) tear down like Ctrl-C.
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(number) == signal.SIG_DFL:
+            signal.signal(number, _interrupt)
+
+
+def _interrupt(number: int, _frame) -> None:
+    signal.signal(number, signal.SIG_DFL)  # a second signal ends the process at once
+    raise KeyboardInterrupt(f"{signal.Signals(number).name} received")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput"):
+        return  # the controller collects for the whole run
+    removed = state_dirs.collect()
+    if removed:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        line = (f"[vm] removed {len(removed)} state director{'y' if len(removed) == 1 else 'ies'} "
+                f"of dead runs: {', '.join(map(str, removed))}")
+        if reporter is not None:
+            reporter.write_line(line)
+        else:
+            print(line, file=sys.stderr)
 
 
 def accel_choice(config: pytest.Config) -> accel_mod.AccelChoice:
@@ -216,9 +240,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         for machine in fleet:
             for source, suffix in ((machine.serial_log, "serial.log"), (machine.transcript_path, "transcript.log")):
                 if source.exists():
-                    target.mkdir(parents=True, exist_ok=True)
+                    # Private: transcripts hold every command and its output.
+                    target.mkdir(mode=0o700, parents=True, exist_ok=True)
                     destination = target / f"{machine.name}.{suffix}"
                     shutil.copyfile(source, destination)
+                    destination.chmod(0o600)
                     saved.append(str(destination))
                     # JUnit XML: the paths as properties, the tails as system-out (with
                     # junit_logging=system-out or all), so a CI page shows the evidence.

@@ -35,6 +35,7 @@ def child(tmp_path):
         time.sleep(0.5)  # let PR_SET_PDEATHSIG and stdin EOF reach orphans
         return proc, processes_mentioning(str(state_root))
 
+    run.state_root = state_root
     yield run
     leftovers = processes_mentioning(str(state_root))
     for pid in leftovers:  # only our own children's processes, found by our unique dir
@@ -97,6 +98,8 @@ def test_no_vm_outlives_a_keyboard_interrupt(child):
         @pytest.mark.fleet(ONE)
         def test_interrupted(fleet):
             fleet["node"].succeed("true")
+            # As a person's Ctrl-C, also when pytest was started with SIGINT ignored (nohup, &).
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(30)
         """})
@@ -116,3 +119,36 @@ def test_no_vm_outlives_a_killed_xdist_worker(child):
         """}, "-n", "2")
     assert "worker" in (proc.stdout + proc.stderr).lower() and "crashed" in (proc.stdout + proc.stderr).lower()
     assert leftovers == []
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_tear_down_like_ctrl_c(child, name):
+    proc, leftovers = child({"test_f.py": f"""
+        @pytest.mark.fleet(ONE)
+        def test_terminated(fleet):
+            fleet["node"].succeed("true")
+            os.kill(os.getpid(), signal.{name})
+            time.sleep(30)
+        """})
+    assert f"KeyboardInterrupt: {name} received" in proc.stdout + proc.stderr
+    assert leftovers == []
+
+
+def test_a_killed_run_leaves_state_that_the_next_run_removes(child):
+    proc, leftovers = child({"test_g.py": """
+        @pytest.mark.fleet(ONE)
+        def test_killed(fleet):
+            fleet["node"].succeed("true")
+            os.kill(os.getpid(), signal.SIGKILL)
+        """})
+    assert proc.returncode == -9 and leftovers == []
+    state_root = Path(child.state_root)
+    dead = list(state_root.glob("ndh-child-*"))
+    assert len(dead) == 1 and (dead[0] / "owner.json").exists(), "the killed run's state stays"
+    proc, _ = child({"test_h.py": """
+        def test_nothing():
+            pass
+        """}, "test_h.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"removed 1 state directory of dead runs: {dead[0]}" in proc.stdout
+    assert not dead[0].exists()
