@@ -19,11 +19,14 @@ import dataclasses
 import os
 import re
 import secrets
+import signal
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Callable, Sequence
+
+import psutil
 
 from . import accel as accel_mod
 from . import state_dirs
@@ -51,6 +54,9 @@ class CliError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    # SIGTERM and SIGHUP (a closed terminal, a cancelled job) clean up as Ctrl-C does.
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, _interrupted)
     try:
         return args.handler(args)
     except KeyboardInterrupt:
@@ -67,6 +73,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"internal error: {type(exc).__name__}: {exc} (set NDH_DEBUG=1 for the traceback)",
             EXIT_RUN_ERROR if args.command == "run" else EXIT_ERROR,
         )
+
+
+def _interrupted(number: int, _frame) -> None:
+    signal.signal(number, signal.SIG_DFL)
+    raise KeyboardInterrupt(signal.Signals(number).name)
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return []
 
 
 def _fail(message: str, code: int) -> int:
@@ -145,6 +163,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         for switch in record.switches:
             print(f"  vlan {switch.vlan:<12} {'running' if switch.running else 'stopped':<8} pid {switch.pid} (vde_switch)")
         if health.state == "stale":
+            # An interrupted boot's processes are in no record: find them by their command lines.
+            for pid, _ in keep.leftover_processes(record.directory):
+                print(f"  process {pid} still runs: {' '.join(_cmdline(pid))[:160]}")
             print(f"  remove it with: {keep.env_prefix()}deploy-harness down --fleet {record.name}")
     return 0 if any_running else EXIT_ERROR
 
