@@ -25,7 +25,7 @@ from .guest import DEFAULT_TIMEOUT, GuestShell
 from .keep_mode import KeepMode
 from .console import SerialConsoleVerbs
 from .monitor import MonitorVerbs
-from .qemu_options import PortForward, QemuLaunch, accel_flag
+from .qemu_options import PortForward, QemuLaunch, accel_flag, bound_forwards
 from .qmp import QMP, QMPCommandError, QMPConnectionError
 
 __all__ = ["DEFAULT_TIMEOUT", "Machine", "PortForward", "start_all"]
@@ -79,7 +79,9 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
         self.serial_log = self.state_dir / "serial.log"
         self.transcript_path = self.state_dir / "transcript.log"
         self.console_socket = self.state_dir / "shell"  # reattachable machines only
-        self.forwards = [PortForward(port, _free_local_port()) for port in forward_ports]
+        # Host port 0: QEMU binds a free one itself (no window for another process to take it);
+        # connect() reads which from QEMU.
+        self.forwards = [PortForward(port, 0) for port in forward_ports]
         self.process: subprocess.Popen | None = None
         self.qmp: QMP | None = None
         self._console: socket.socket | None = None  # our end of the console socketpair
@@ -117,6 +119,7 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
         if self.booted:
             return
         self._stopped_by_us = False
+        self.forwards = [PortForward(f.guest_port, 0) for f in self.forwards]  # QEMU picks anew
         self._serial_offset = self._evidence_from = self._serial_size()
         self._transcript.note(f"starting {self.start_script}")
         (self.state_dir / "qmp").unlink(missing_ok=True)
@@ -178,8 +181,10 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
             self._console = None  # owned by the backdoor now
             self.qmp = QMP(self.state_dir / "qmp")
             self.qmp.connect(timeout=30, alive=self._alive)
+            if self.forwards:
+                self.forwards = bound_forwards(self.forwards, self.qmp.hmp("info usernet"))
             self._backdoor.wait_ready(self.boot_timeout)
-        except (BackdoorEOF, BackdoorTimeout, QMPConnectionError, OSError) as exc:
+        except (BackdoorEOF, BackdoorTimeout, QMPConnectionError, QMPCommandError, OSError, ValueError) as exc:
             if isinstance(exc, BackdoorEOF):
                 # The console closes a moment before QEMU exits: let it, to report its status.
                 process.wait_for_exit(self.process, 2)
@@ -393,8 +398,3 @@ def _enlarge_send_buffer(sock: socket.socket, size: int = 16 << 20) -> None:
         except OSError:
             continue
 
-
-def _free_local_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

@@ -6,6 +6,7 @@ USE_TMPDIR, SHARED_DIR)."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -23,6 +24,19 @@ class PortForward:
 
     guest_port: int
     host_port: int
+
+
+_HOST_FORWARD = re.compile(r"TCP\[HOST_FORWARD\]\s+\d+\s+127\.0\.0\.1\s+(\d+)\s+\S+\s+(\d+)")
+
+
+def bound_forwards(forwards: Sequence[PortForward], usernet: str) -> list[PortForward]:
+    """The forwards with the host ports QEMU bound, from HMP `info usernet` (asked to bind port
+    0, QEMU lets the kernel pick a free one)."""
+    bound = {int(guest): int(host) for host, guest in _HOST_FORWARD.findall(usernet)}
+    missing = [f.guest_port for f in forwards if f.guest_port not in bound]
+    if missing:
+        raise ValueError(f"QEMU reports no host forward for guest ports {missing}: {usernet.strip()!r}")
+    return [PortForward(f.guest_port, bound[f.guest_port]) for f in forwards]
 
 
 @dataclass(frozen=True)

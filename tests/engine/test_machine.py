@@ -5,7 +5,8 @@ import urllib.request
 
 import pytest
 
-from harness.vm import CommandFailed, MachineError
+from harness.images import micro
+from harness.vm import CommandFailed, Machine, MachineError, start_all
 from engine_fleets import PAIR
 
 
@@ -188,3 +189,25 @@ def test_transcript_and_serial_log(fleet):
     alpha.restore("console")
     with pytest.raises(MachineError, match="no console text matching"):
         alpha.wait_for_console_text("before-restore", timeout=1)
+
+
+def test_two_machines_booted_together_get_their_own_working_forwards(tmp_path):
+    """QEMU binds each forward's host port itself (port 0): no window in which another process,
+    or the other machine, can take it."""
+    image = micro.ensure_micro_image()
+    machines = []
+    for number, name in enumerate(("one", "two"), 1):
+        script = micro.write_start_script(tmp_path / name, image, micro.MicroNode(name, number, ()))
+        machines.append(Machine(name, script, tmp_path / name, forward_ports=(8080,)))
+    try:
+        start_all(*machines)
+        ports = [m.forwarded_port(8080) for m in machines]
+        assert 0 not in ports and len(set(ports)) == 2
+        for machine, port in zip(machines, ports):
+            machine.succeed(f"mkdir -p /tmp/www; echo {machine.name} > /tmp/www/index.html; httpd -p 8080 -h /tmp/www")
+            machine.wait_for_open_port(8080, timeout=30)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=10) as reply:
+                assert reply.read().decode() == f"{machine.name}\n"
+    finally:
+        for machine in machines:
+            machine.close()
