@@ -6,8 +6,9 @@
 #   activate       system -> { nixos, custom }, shaped like deploy-rs.lib.<system>.activate.
 #                  With introspect = true the profile paths become attrsets recording what the
 #                  generator passed in; otherwise store-path-like strings (what the schema wants).
-#   nixpkgs        { lib.nixosSystem } returning the mock for the host folder it is given.
+#   nixpkgs        { lib.nixosSystem } returning the mock for the host folder among its modules.
 #   deploy-rs      { lib.<system>.activate }.
+#   sops-nix       { nixosModules.sops }: an empty module.
 { introspect ? false }:
 let
   fakeHash = "0123456789abcdfghijklmnpqrsvwxyz"; # 32 characters of Nix's base-32 alphabet
@@ -57,7 +58,9 @@ in
   activate = activateFor;
 
   nixpkgs.lib.nixosSystem = { modules, ... }:
-    configs.${baseNameOf (toString (builtins.head modules))};
+    configs.${baseNameOf (toString (builtins.head (builtins.filter builtins.isPath modules)))};
 
   deploy-rs.lib.x86_64-linux.activate = activateFor "x86_64-linux";
+
+  sops-nix.nixosModules.sops = { };
 }

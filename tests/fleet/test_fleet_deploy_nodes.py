@@ -175,13 +175,14 @@ def test_fleet_schema_check_rejects_a_broken_node():
 
 @pytest.fixture(scope="module")
 def mock_flake(tmp_path_factory) -> Path:
-    """A flake whose outputs are the real flake.nix's, with mock nixpkgs and deploy-rs inputs."""
+    """A flake whose outputs are the real flake.nix's, with mock nixpkgs, deploy-rs and sops-nix inputs."""
     _require("nix")
     root = tmp_path_factory.mktemp("mock-flake")
     fleet = root / "fleet"
     (fleet / "lib").mkdir(parents=True)
     shutil.copy(REPO / "flake.nix", fleet / "flake.nix")
-    shutil.copy(GENERATOR, fleet / "lib" / "deploy-nodes.nix")
+    for name in ["deploy-nodes.nix", "fleet-hosts.nix", "scrape-targets.nix"]:
+        shutil.copy(REPO / "lib" / name, fleet / "lib" / name)
     shutil.copy(MOCKS, root / "mock-fleet.nix")
     for host in ["Alpha", "Beta", "Template"]:
         (fleet / "hosts" / host).mkdir(parents=True)
@@ -193,7 +194,7 @@ def mock_flake(tmp_path_factory) -> Path:
         "  outputs = { self }:\n"
         "    let\n"
         "      mocks = import ./mock-fleet.nix { };\n"
-        "      fleet = (import ./fleet/flake.nix).outputs { self = fleet; inherit (mocks) nixpkgs deploy-rs; };\n"
+        "      fleet = (import ./fleet/flake.nix).outputs { self = fleet; inherit (mocks) nixpkgs deploy-rs sops-nix; };\n"
         "    in { inherit (fleet) deploy nixosConfigurations; };\n"
         "}\n"
     )
