@@ -1,6 +1,7 @@
 # What every host shares: the homelab modules, an SSH server, systemd-boot on UEFI, flakes, the
-# deploy user's keys and monitoring. Host folders add their name, address and role.
-{ lib, ... }:
+# deploy user's keys, monitoring and where the host's secrets live. Host folders add their name,
+# address and role.
+{ config, lib, ... }:
 {
   imports = [ ../modules ];
 
@@ -40,6 +41,9 @@
     # Prometheus scrapes from another host.
     nodeExporter.openFirewall = lib.mkDefault true;
   };
+
+  # This host's sops file (docs/secrets.md); used once the host sets homelab.secrets.enable.
+  homelab.secrets.sopsFile = lib.mkDefault (../secrets + "/${config.networking.hostName}.yaml");
 
   # The fleet's binary cache (README, "Binary cache"). Off until the cache host exists: enable
   # Harmonia on the host you choose, deploy it, then set url and publicKey here once, e.g.
