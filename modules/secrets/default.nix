@@ -59,7 +59,8 @@ let
 
   sopsFiles = lib.unique (lib.filter (file: file != null)
     ([ cfg.sopsFile ] ++ lib.mapAttrsToList (_: secret: secret.sopsFile) cfg.secrets));
-  missingFiles = lib.filter (file: !builtins.pathExists file) sopsFiles;
+  missingFiles = lib.optionals cfg.validateSopsFiles
+    (lib.filter (file: !builtins.pathExists file) sopsFiles);
   unknownOwners = lib.filter (owner: !(config.users.users ? ${owner}))
     (lib.unique (lib.mapAttrsToList (_: secret: secret.owner) cfg.secrets));
   withoutFile = lib.attrNames (lib.filterAttrs (_: secret: secret.sopsFile == null) cfg.secrets);
@@ -75,6 +76,16 @@ in
       description = ''
         This host's sops file. hosts/common.nix sets it to secrets/<Host>.yaml, the file
         .sops.yaml encrypts to this host's key and the admins'.
+      '';
+    };
+
+    validateSopsFiles = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Check at evaluation time that the sops files exist (and let sops-nix hash them). Turn it
+        off only for a sops file that is itself a build output, where reading it during
+        evaluation would be import-from-derivation (the NixOS test's secrets are).
       '';
     };
 
@@ -118,6 +129,7 @@ in
 
     sops = {
       defaultSopsFile = lib.mkIf (cfg.sopsFile != null) cfg.sopsFile;
+      inherit (cfg) validateSopsFiles;
       # The host's own key only: no age key file, no GnuPG (sops-nix would otherwise import
       # the RSA host keys into GnuPG).
       age.sshKeyPaths = [ cfg.sshHostKeyPath ];

@@ -30,12 +30,14 @@ def test_fleet_secrets_use_the_host_key_and_nothing_else(sops_file):
       defaultSopsFile = toString config.sops.defaultSopsFile;
       age = config.sops.age;
       gnupg = config.sops.gnupg;
+      validate = config.sops.validateSopsFiles;
       secrets = config.sops.secrets;
     }""")
     assert facts["failedAssertions"] == []
     assert facts["defaultSopsFile"].endswith("/Box.yaml")
     assert facts["age"] == {"sshKeyPaths": ["/etc/ssh/ssh_host_ed25519_key"], "keyFile": None, "generateKey": False}
     assert facts["gnupg"] == {"sshKeyPaths": []}
+    assert facts["validate"] is True
     assert facts["secrets"] == {
         "app/token": {"key": "app/token", "owner": "app", "mode": "0440", "format": "yaml",
                       "path": "/var/lib/app/token", "restartUnits": ["app.service"]},
@@ -56,6 +58,15 @@ def test_fleet_secrets_refuse_what_activation_would_fail_on(sops_file, settings,
     failed = evaluate([HOMELAB, SECRETS_HOST, f"{{ homelab.secrets = {{ enable = true; {settings} }}; }}"],
                       "r.failedAssertions")
     assert any(message in m for m in failed), failed
+
+
+def test_fleet_secrets_from_a_build_output_skip_the_evaluation_time_check():
+    facts = evaluate([HOMELAB, SECRETS_HOST, """{ homelab.secrets = {
+        enable = true; validateSopsFiles = false;
+        sopsFile = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-ndh-test-secret-a/secret.sops";
+        secrets.x = { format = "binary"; }; }; }"""],
+        "{ inherit (r) failedAssertions; validate = config.sops.validateSopsFiles; format = config.sops.secrets.x.format; }")
+    assert facts == {"failedAssertions": [], "validate": False, "format": "binary"}
 
 
 def test_fleet_secrets_mode_must_be_octal(sops_file):
