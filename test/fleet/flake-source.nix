@@ -1,8 +1,8 @@
 # The deployer's fleet flake as a store path: this repository's Nix code (lib, modules, users,
 # test) plus the generated flake.nix of ./flake-text.nix. The deployer copies it to /root/fleet
 # and locks it offline (./nodes/deployer.nix).
-#   import ./flake-source.nix { pkgs, lib, nixpkgs, deploy-rs } => { flake; inputPaths; }
-{ pkgs, lib, nixpkgs, deploy-rs }:
+#   import ./flake-source.nix { pkgs, lib, nixpkgs, deploy-rs, sops-nix } => { flake; inputPaths; }
+{ pkgs, lib, nixpkgs, deploy-rs, sops-nix }:
 let
   repo = ../..;
   wanted = [ "lib" "modules" "users" "test" ];
@@ -13,7 +13,7 @@ let
       let relative = lib.removePrefix (toString repo + "/") (toString path); in
       builtins.elem (builtins.head (lib.splitString "/" relative)) wanted;
   };
-  generated = import ./flake-text.nix { inherit nixpkgs deploy-rs; };
+  generated = import ./flake-text.nix { inherit nixpkgs deploy-rs sops-nix; };
   flakeNix = pkgs.writeText "flake.nix" generated.text;
 in
 {

@@ -105,7 +105,11 @@ let
       flake-compat = { outPath = "/nix/store/ffffffffffffffffffffffffffffffff-source"; };
     };
   };
-in { inherit nixpkgs deploy-rs; }
+  sops-nix = {
+    outPath = "/nix/store/gggggggggggggggggggggggggggggggg-source";
+    inputs = { inherit nixpkgs; };
+  };
+in { inherit nixpkgs deploy-rs sops-nix; }
 """
 
 
@@ -128,17 +132,23 @@ def test_the_deployer_flake_pins_every_input_to_the_host_s_store_paths(tmp_path)
     assert inputs["deploy-rs_flake-compat"]["flake"] is False
     assert inputs["deploy-rs_utils"]["inputs"] == {"systems": {"follows": "deploy-rs_utils_systems"}}
     assert inputs["deploy-rs_utils_systems"]["url"].endswith("dddddddddddddddddddddddddddddddd-source")
-    assert len(generated["inputPaths"]) == 5 and len(set(generated["inputPaths"])) == 5
+    assert inputs["sops-nix"] == {
+        "url": "path:/nix/store/gggggggggggggggggggggggggggggggg-source",
+        "inputs": {"nixpkgs": {"follows": "nixpkgs"}},
+    }
+    assert len(generated["inputPaths"]) == 6 and len(set(generated["inputPaths"])) == 6
+    outputs = generated["text"][generated["text"].index("outputs ="):]
+    assert "inherit nixpkgs deploy-rs sops-nix;" in outputs
 
 
 def test_vm_test_has_the_issue_s_nodes_and_a_smoke_script():
     test = nix_eval(
-        f"let t = import {path(REPO / 'test' / 'vm-test.nix')} {{ nixpkgs = null; deploy-rs = null; }} {{ }}; in "
+        f"let t = import {path(REPO / 'test' / 'vm-test.nix')} {{ nixpkgs = null; deploy-rs = null; sops-nix = null; }} {{ }}; in "
         "{ inherit (t) name testScript; nodes = builtins.attrNames t.nodes; "
         "specialArgs = builtins.attrNames t.node.specialArgs; }"
     )
     assert test["nodes"] == ["cache", "deployer", "target", "target2"]
-    assert test["specialArgs"] == ["deploy-rs", "nixpkgs"]
+    assert test["specialArgs"] == ["deploy-rs", "nixpkgs", "sops-nix"]
     script = test["testScript"]
     assert script.index('deploy("target-v1")') < script.index('deploy("target-v2")')
 
