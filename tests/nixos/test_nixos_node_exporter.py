@@ -18,6 +18,18 @@ from harness import nixos
 NODE_EXPORTER = "prometheus-node-exporter"
 
 
+def _loopback_works() -> bool:
+    """Loopback is down in a fresh network namespace (unshare -n): nothing can be scraped."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        try:
+            socket.create_connection(server.getsockname(), timeout=2).close()
+        except OSError:
+            return False
+    return True
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -85,6 +97,8 @@ class NodeExporter:
 def node_exporter(root, tmp_path):
     require(NODE_EXPORTER)
     pytest.importorskip("prometheus_client")
+    if not _loopback_works():
+        pytest.skip("127.0.0.1 is unreachable here (loopback down, e.g. under unshare -n): node exporter cannot be scraped")
     exporter = NodeExporter(root.textfile, tmp_path / "node-exporter.log")
     exporter.start()
     yield exporter
