@@ -161,3 +161,27 @@ def test_the_parse_test_covers_test_definitions():
     for expected in ("test/vm-test.nix", "test/fleet/default.nix", "test/fleet/nodes/target.nix",
                      "test/fleet/variants/cut-ssh.nix", "test/fleet/flake-text.nix"):
         assert expected in found
+
+
+def test_the_deployer_s_fleet_source_leaves_out_the_private_test_host_key():
+    """The deployer stands for CI: the targets' private host key must not reach its store."""
+    import os
+
+    lib = os.environ.get("NIXPKGS_LIB")
+    if not lib:
+        pytest.skip("NIXPKGS_LIB is not set: point it at a nixpkgs lib directory to evaluate the NixOS modules")
+    require("nix-instantiate")
+    expr = (
+        f"let source = (import {path(FLEET / 'flake-source.nix')} {{ lib = import {path(Path(lib))}; "
+        "pkgs = null; nixpkgs = null; deploy-rs = null; sops-nix = null; }).source; in "
+        "{ keys = builtins.attrNames (builtins.readDir (source + \"/test/fleet/keys\")); "
+        "top = builtins.attrNames (builtins.readDir source); }"
+    )
+    # --read-write-mode: builtins.path really copies the filtered tree, so it can be listed.
+    result = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--read-write-mode", "--expr", expr],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(result.stdout)
+    assert listed["top"] == ["lib", "modules", "test", "users"]
+    assert "target-host-ed25519.pub" in listed["keys"]
+    assert "target-host-ed25519" not in listed["keys"]
