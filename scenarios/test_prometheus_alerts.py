@@ -42,6 +42,14 @@ def test_prometheus_scrapes_the_targets_and_alerts_on_their_generations(homelab)
     homelab["target"].reboot()
     homelab.ready()
     assert not homelab.state("target").reboot_pending
+    # A fresh sample from the rebooted target first: while it was down its series were stale,
+    # which also resolves the alert.
+    prometheus.wait_until(
+        "no fresh nixos_reboot_pending == 0 from the rebooted target",
+        lambda: True if prometheus.samples("nixos_reboot_pending").get("target") == 0
+        else prometheus.samples("nixos_reboot_pending"),
+        timeout=120,
+    )
     prometheus.wait_for_no_alert("target", "NixosRebootPending")
 
     # A test-branch deploy: running, not the boot default.
