@@ -91,3 +91,11 @@ def test_fleet_real_hosts_point_at_their_own_sops_file():
         assert facts[name]["file"] == str(REPO / "secrets" / f"{name}.yaml")
         # No secret exists yet: a host enables homelab.secrets with its first one (docs/secrets.md).
         assert facts[name]["enabled"] is False and facts[name]["sops"] == {}
+
+
+def test_fleet_every_deployable_host_has_a_published_host_key():
+    """.sops.yaml's host recipients come from secrets/host-keys/<Host>.pub
+    (tests/secrets/test_secrets_keys.py); here the set of deployable hosts is the evaluated one."""
+    deployable = evaluate_fleet("builtins.filter (n: fleet.${n}.config.homelab.users.deploy.enable) (builtins.attrNames fleet)")
+    published = sorted(p.stem for p in (REPO / "secrets" / "host-keys").glob("*.pub"))
+    assert published == sorted(deployable)
