@@ -11,8 +11,9 @@
   #   homelab.deploy.targetHost = "<address>";
   homelab.users.deploy.enable = true;
 
-  # Prometheus for the fleet: scrapes every deployable host's node exporter (the list comes from
-  # flake.nix) and raises the generation alerts (docs/monitoring.md).
+  # Prometheus for the fleet: scrapes every deployable host's node exporter (the list is
+  # generated from the fleet by lib/fleet-hosts.nix) and raises the generation alerts
+  # (docs/monitoring.md).
   homelab.services.monitoring.prometheus.enable = true;
 
   # The release this host was first installed with. Never raise it on an existing machine;
