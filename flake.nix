@@ -18,23 +18,26 @@
       url = "github:serokell/deploy-rs";
       inputs.nixpkgs.follows = "nixpkgs";
     };
+
+    # Secrets decrypted on each host at activation with its own key (docs/secrets.md).
+    sops-nix = {
+      url = "github:Mic92/sops-nix";
+      inputs.nixpkgs.follows = "nixpkgs";
+    };
   };
 
-  outputs = { self, nixpkgs, deploy-rs, ... }:
+  outputs = { self, nixpkgs, deploy-rs, sops-nix, ... }:
     let
       # Platform of the deployer, the checks and the dev shell. Hosts pick their own
       # (nixpkgs.hostPlatform in hosts/common.nix).
       system = "x86_64-linux";
 
-      # One folder per host under hosts/; adding a folder adds the host (docs/fleet.md, "Adding a
-      # host").
-      hostEntries = builtins.readDir ./hosts;
-      hostNames = builtins.filter (name: hostEntries.${name} == "directory")
-        (builtins.attrNames hostEntries);
-
-      # A host is its folder plus hosts/common.nix, named after the folder (lib/host-modules.nix).
-      hostModules = import ./lib/host-modules.nix { hostsDir = ./hosts; };
-      mkHost = name: nixpkgs.lib.nixosSystem { modules = hostModules name; };
+      # One folder per host under hosts/; adding a folder adds the host (docs/fleet.md, "Adding a host").
+      # Every host also gets sops-nix's module and the facts generated from the whole fleet.
+      hosts = import ./lib/fleet-hosts.nix {
+        inherit (nixpkgs.lib) nixosSystem;
+        modules = [ sops-nix.nixosModules.sops ];
+      };
 
       # HOMELAB_DEPLOY_TEST_HOST is read with getEnv, which returns "" under pure evaluation.
       # `deploy .` and `nix flake check` evaluate purely, so only the main profiles exist for
@@ -48,8 +51,7 @@
       pkgs = nixpkgs.legacyPackages.${system};
     in
     {
-      nixosConfigurations = builtins.listToAttrs
-        (map (name: { inherit name; value = mkHost name; }) hostNames);
+      nixosConfigurations = hosts;
 
       deploy = deployNodes self.nixosConfigurations;
 
@@ -59,6 +61,7 @@
         nix-cache = ./modules/common/nix-cache.nix;
         harmonia = ./modules/services/harmonia;
         monitoring = ./modules/services/monitoring;
+        secrets = ./modules/secrets;
       };
 
       packages.${system}.nixos-generation-exporter =
@@ -74,7 +77,7 @@
           # The NixOS test (test/vm-test.nix): deployer, targets and cache VMs; its testScript
           # deploys a baseline and then a switch with deploy-rs. Needs a builder with KVM. The
           # harness builds its nodes' VMs from here: vm-test.nodes.<node>.system.build.vm.
-          vm-test = (import ./test/fleet { inherit nixpkgs deploy-rs system; }).vmTest;
+          vm-test = (import ./test/fleet { inherit nixpkgs deploy-rs sops-nix system; }).vmTest;
 
           # The main deploy command must only ever see `system` profiles.
           main-deploy-profiles =
@@ -105,6 +108,11 @@
           pkgs.vde2
           pkgs.openssh
           pkgs.shellcheck
+          # Secrets (docs/secrets.md) and the alert rules' tests (docs/monitoring.md).
+          pkgs.sops
+          pkgs.age
+          pkgs.ssh-to-age
+          pkgs.prometheus
         ];
         # Import the in-repo harness without installing it.
         shellHook = ''

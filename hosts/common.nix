@@ -2,8 +2,9 @@
 # deploy user and monitoring. The flake adds this file and the host's name (its folder's name)
 # to every host (lib/host-modules.nix); a host folder holds only what differs: its address, its
 # role, and its system.stateVersion, the release it was first installed with (copy it from an
-# existing machine, never raise it; see the NixOS manual on system.stateVersion).
-{ lib, ... }:
+# existing machine, never raise it; see the NixOS manual on system.stateVersion). It also says
+# where the host's secrets live.
+{ config, lib, ... }:
 {
   imports = [ ../modules ];
 
@@ -44,6 +45,9 @@
     # Prometheus scrapes from another host.
     nodeExporter.openFirewall = lib.mkDefault true;
   };
+
+  # This host's sops file (docs/secrets.md); used once the host sets homelab.secrets.enable.
+  homelab.secrets.sopsFile = lib.mkDefault (../secrets + "/${config.networking.hostName}.yaml");
 
   # The fleet's binary cache (docs/fleet.md, "The binary cache"). Off until the cache host
   # exists: enable Harmonia on the host you choose, deploy it, then set url and publicKey here

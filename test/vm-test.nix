@@ -1,6 +1,6 @@
 # The NixOS test behind `pytest scenarios/` and the flake check `checks.<system>.vm-test`:
 #
-#   pkgs.testers.runNixOSTest (import ./test/vm-test.nix { inherit nixpkgs deploy-rs; })
+#   pkgs.testers.runNixOSTest (import ./test/vm-test.nix { inherit nixpkgs deploy-rs sops-nix; })
 #
 # (test/fleet/default.nix makes that call for both flake.nix and the deployer's fleet flake.)
 #
@@ -11,22 +11,27 @@
 #   target, target2 the fleet's deploy user, nix cache and monitoring modules, UEFI +
 #                   systemd-boot, a persistent store, switch-to-configuration enabled, and the
 #                   variants of fleet/variants (fleet/nodes/target.nix)
-#   cache           Harmonia through homelab.services.harmonia with a test signing key
-#                   (fleet/nodes/cache.nix)
+#   cache           Harmonia through homelab.services.harmonia with a test signing key, and
+#                   the fleet's Prometheus (homelab.services.monitoring.prometheus) scraping the
+#                   targets with short alert thresholds: the Production role (fleet/nodes/cache.nix)
+#
+# Every node imports sops-nix's NixOS module, as flake.nix gives it to every host: the homelab
+# modules set its options (homelab.secrets), and the secrets variants use it.
 #
 # The testScript below is only a smoke test (a baseline deploy, then a switch) so that
 # `nix build .#checks.x86_64-linux.vm-test` exercises a real deploy on a KVM builder. The
 # scenarios are the Python tests under scenarios/, which boot these same nodes with the
 # harness (the nodes' `system.build.vm` start scripts) and check what happened on the targets.
-{ nixpkgs, deploy-rs }:
+{ nixpkgs, deploy-rs, sops-nix }:
 { ... }:
 {
   name = "homelab-deploy";
 
   # Module arguments of every node module.
-  node.specialArgs = { inherit nixpkgs deploy-rs; };
+  node.specialArgs = { inherit nixpkgs deploy-rs sops-nix; };
 
   defaults = {
+    imports = [ sops-nix.nixosModules.sops ];
     documentation.enable = false;
   };
 

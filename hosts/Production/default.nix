@@ -6,5 +6,10 @@
   # Set it here instead when you know the address:
   #   homelab.deploy.targetHost = "<address>";
 
+  # Prometheus for the fleet: scrapes every deployable host's node exporter (the list is
+  # generated from the fleet by lib/fleet-hosts.nix) and raises the generation alerts
+  # (docs/monitoring.md).
+  homelab.services.monitoring.prometheus.enable = true;
+
   system.stateVersion = "26.05";
 }

@@ -10,6 +10,7 @@
 #                  first module, as lib/host-modules.nix orders them), with the modules it was
 #                  given as `passedModules`.
 #   deploy-rs      { lib.<system>.activate }.
+#   sops-nix       { nixosModules.sops }: an empty module.
 { introspect ? false }:
 let
   fakeHash = "0123456789abcdfghijklmnpqrsvwxyz"; # 32 characters of Nix's base-32 alphabet
@@ -62,4 +63,6 @@ in
     configs.${baseNameOf (toString (builtins.head modules))} // { passedModules = modules; };
 
   deploy-rs.lib.x86_64-linux.activate = activateFor "x86_64-linux";
+
+  sops-nix.nixosModules.sops = { };
 }

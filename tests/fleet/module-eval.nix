@@ -22,6 +22,8 @@ let
     nix = fakeDerivation "nix-2.28";
     callPackage = file: args: fakeDerivation "called-${baseNameOf (toString file)}";
     writeShellScript = name: text: fakeDerivation name;
+    # Keeps the text, so tests can read what a module writes (e.g. the rendered alert rules).
+    writeText = name: text: fakeDerivation name // { inherit text; };
   };
 
   option = type: default: mkOption { inherit type default; };
@@ -94,6 +96,8 @@ let
       services.nginx = anything;
       services.openssh = anything;
       services.prometheus = anything;
+      # sops-nix's module (flake.nix adds it to every host).
+      sops = anything;
       systemd.services = anything;
       systemd.timers = anything;
       systemd.paths = anything;

@@ -174,14 +174,14 @@ def test_fleet_schema_check_rejects_a_broken_node():
 
 @pytest.fixture(scope="module")
 def mock_flake(tmp_path_factory) -> Path:
-    """A flake whose outputs are the real flake.nix's, with mock nixpkgs and deploy-rs inputs."""
+    """A flake whose outputs are the real flake.nix's, with mock nixpkgs, deploy-rs and sops-nix inputs."""
     _require("nix")
     root = tmp_path_factory.mktemp("mock-flake")
     fleet = root / "fleet"
     (fleet / "lib").mkdir(parents=True)
     shutil.copy(REPO / "flake.nix", fleet / "flake.nix")
-    shutil.copy(GENERATOR, fleet / "lib" / "deploy-nodes.nix")
-    shutil.copy(HOST_MODULES, fleet / "lib" / "host-modules.nix")
+    for name in ["deploy-nodes.nix", "host-modules.nix", "fleet-hosts.nix", "scrape-targets.nix"]:
+        shutil.copy(REPO / "lib" / name, fleet / "lib" / name)
     shutil.copy(MOCKS, root / "mock-fleet.nix")
     for host in ["Alpha", "Beta", "Template"]:
         (fleet / "hosts" / host).mkdir(parents=True)
@@ -193,7 +193,7 @@ def mock_flake(tmp_path_factory) -> Path:
         "  outputs = { self }:\n"
         "    let\n"
         "      mocks = import ./mock-fleet.nix { };\n"
-        "      fleet = (import ./fleet/flake.nix).outputs { self = fleet; inherit (mocks) nixpkgs deploy-rs; };\n"
+        "      fleet = (import ./fleet/flake.nix).outputs { self = fleet; inherit (mocks) nixpkgs deploy-rs sops-nix; };\n"
         "    in { inherit (fleet) deploy nixosConfigurations; };\n"
         "}\n"
     )
@@ -282,6 +282,10 @@ def test_fleet_every_host_gets_common_nix_and_its_folder_name(mock_flake):
         "else baseNameOf (toString m)) c.passedModules) cs"
     )
     modules = _evaluated(nix_eval(mock_flake, "nixosConfigurations", apply, impure=False, test_host=None))
-    assert modules == {
-        name: [name, "common.nix", {"networking": {"hostName": name}}] for name in ["Alpha", "Beta", "Template"]
-    }
+    assert sorted(modules) == ["Alpha", "Beta", "Template"]
+    for name, passed in modules.items():
+        # The host's own modules first (lib/host-modules.nix), then sops-nix's module (the mock's
+        # empty one) and the facts generated from the whole fleet (lib/fleet-hosts.nix).
+        assert passed[:3] == [name, "common.nix", {"networking": {"hostName": name}}]
+        assert passed[3] == {}
+        assert list(passed[4]) == ["homelab"] and "scrapeTargets" in passed[4]["homelab"]["services"]["monitoring"]["prometheus"]

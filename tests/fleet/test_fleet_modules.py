@@ -65,6 +65,26 @@ def host(name: str, hosts_dir: Path = REPO / "hosts") -> str:
     )
 
 
+FLEET_HOSTS = nix_path(REPO / "lib" / "fleet-hosts.nix")
+
+
+def fleet_expr(select: str) -> str:
+    """`select` over the real hosts as flake.nix assembles them (lib/fleet-hosts.nix), each
+    evaluated by module-eval.nix: `fleet.<Host>` is { config; failedAssertions; warnings; }."""
+    return (
+        f"let lib = import {nix_path(nixpkgs_lib())}; "
+        f"fleet = import {FLEET_HOSTS} {{ nixosSystem = {{ modules }}: "
+        f"import {nix_path(MODULE_EVAL)} {{ inherit lib modules; }}; }}; in {select}"
+    )
+
+
+def evaluate_fleet(select: str):
+    result = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", fleet_expr(select)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"evaluation failed:\n{result.stderr}"
+    return json.loads(result.stdout)
+
+
 HOMELAB = nix_path(REPO / "modules")
 DEPLOY_HOST = '{ networking.hostName = "Box"; homelab.users.deploy.enable = true; }'
 
@@ -74,7 +94,7 @@ DEPLOY_HOST = '{ networking.hostName = "Box"; homelab.users.deploy.enable = true
 
 @pytest.mark.parametrize("name", HOSTS)
 def test_fleet_host_is_a_complete_system(name):
-    facts = evaluate([host(name)], """{
+    facts = evaluate_fleet(f"let r = fleet.{name}; config = r.config; in " + """{
       inherit (r) failedAssertions;
       hostName = config.networking.hostName;
       fileSystems = builtins.attrNames config.fileSystems;
@@ -126,16 +146,10 @@ def test_fleet_host_folder_cannot_rename_the_host(tmp_path):
 
 
 def test_fleet_real_hosts_become_the_expected_deploy_nodes():
-    hosts = " ".join(f'{json.dumps(h)} = {{ config = (import {nix_path(MODULE_EVAL)} {{ inherit lib; modules = [ {host(h)} ]; }}).config; }};' for h in HOSTS)
-    expr = (
-        f"let lib = import {nix_path(nixpkgs_lib())}; mocks = import {nix_path(MOCKS)} {{ }}; "
-        f"deploy = import {nix_path(REPO / 'lib' / 'deploy-nodes.nix')} {{ activate = mocks.activate; }} {{ {hosts} }}; "
-        "in deploy"
+    nodes = evaluate_fleet(
+        f"let mocks = import {nix_path(MOCKS)} {{ }}; in "
+        f"(import {nix_path(REPO / 'lib' / 'deploy-nodes.nix')} {{ activate = mocks.activate; }} fleet).nodes"
     )
-    result = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    nodes = json.loads(result.stdout)["nodes"]
     assert sorted(nodes) == sorted(h for h in HOSTS if h != "Template")
     assert nodes["Ingress"]["hostname"] == "192.168.0.10"
     assert nodes["Development"]["hostname"] == "192.168.0.91"

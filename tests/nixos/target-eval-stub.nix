@@ -18,7 +18,10 @@ in
     system.switch.enable = option types.bool false;
     virtualisation = anything;
     environment.etc = mkOption {
-      type = types.attrsOf (types.submodule { options.text = mkOption { type = types.lines; }; });
+      type = types.attrsOf (types.submodule {
+        options.text = mkOption { type = types.nullOr types.lines; default = null; };
+        options.source = mkOption { type = types.nullOr types.str; default = null; };
+      });
       default = { };
     };
     environment.systemPackages = option (types.listOf types.raw) [ ];
@@ -32,8 +35,10 @@ in
     nix = fakeDerivation "nix-2.28";
     hello = fakeDerivation "hello-2.12";
     shadow = fakeDerivation "shadow-4.16";
-    callPackage = file: args: fakeDerivation "called-${baseNameOf (toString file)}";
+    callPackage = file: args:
+      fakeDerivation "called-${baseNameOf (toString file)}${lib.optionalString (args ? label) "-${args.label}"}";
+    curl = fakeDerivation "curl-8.0";
     writeShellScript = name: text: fakeDerivation name;
-    writeText = name: text: fakeDerivation name;
+    writeText = name: text: fakeDerivation name // { inherit text; };
   };
 }

@@ -15,7 +15,7 @@ from nixos_testlib import REPO, require
 HERE = Path(__file__).resolve().parent
 
 
-def evaluate(select: str):
+def evaluate(select: str, node: str = "target.nix", extra: str = '{ networking.hostName = "target"; }'):
     lib = os.environ.get("NIXPKGS_LIB")
     if not lib:
         pytest.skip("NIXPKGS_LIB is not set: point it at a nixpkgs lib directory to evaluate the NixOS modules")
@@ -25,8 +25,8 @@ def evaluate(select: str):
         f"let lib = import {p(lib)}; "
         f"stub = import {p(HERE / 'target-eval-stub.nix')} {{ inherit lib; fakeNixpkgs = {p(HERE / 'fake-nixpkgs')}; }}; "
         f"r = import {p(REPO / 'tests' / 'fleet' / 'module-eval.nix')} {{ inherit lib; "
-        f"modules = [ stub {p(REPO / 'test' / 'fleet' / 'nodes' / 'target.nix')} {{ networking.hostName = \"target\"; }} ]; }}; "
-        f"config = r.config; variants = config.homelabTest.variants; in {select}"
+        f"modules = [ stub {p(REPO / 'test' / 'fleet' / 'nodes' / node)} {extra} ]; }}; "
+        f"config = r.config; variants = config.homelabTest.variants or {{ }}; in {select}"
     )
     result = subprocess.run(
         ["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],
@@ -89,3 +89,68 @@ def test_each_variant_changes_what_it_says():
     assert facts["v1SameAsBooted"]
     assert facts["v1Rules"] == 1, "the fixed module's single deploy rule"
     assert all(messages == [] for messages in facts["assertions"].values()), facts["assertions"]
+
+
+def test_the_secret_variants_use_the_fixed_test_host_key():
+    facts = evaluate("""{
+      bootedHasSecrets = config.homelab.secrets.enable;
+      nodeExporterOpen = config.homelab.services.monitoring.nodeExporter.openFirewall;
+      secrets = builtins.mapAttrs (_: v: {
+        inherit (v.config.sops) secrets validateSopsFiles;
+        keys = v.config.sops.age.sshKeyPaths;
+        file = v.config.sops.defaultSopsFile;
+        user = v.config.users.users.ndh-secret-reader.isSystemUser;
+        expected = v.config.environment.etc."ndh-secret-sha256".source;
+        variant = v.config.environment.etc."ndh-variant".text;
+        services = builtins.attrNames v.config.systemd.services;
+        failed = map (a: a.message) (builtins.filter (a: !a.assertion) v.config.assertions);
+      }) { inherit (variants) secret-a secret-b-failing; };
+    }""")
+    assert facts["bootedHasSecrets"] is False, "the booted system (v1) has no secret: the host key comes first"
+    assert facts["nodeExporterOpen"] is True
+    a, b = facts["secrets"]["secret-a"], facts["secrets"]["secret-b-failing"]
+    for variant in (a, b):
+        assert variant["failed"] == []
+        assert variant["keys"] == ["/etc/ssh/ssh_host_ed25519_key"]
+        assert variant["validateSopsFiles"] is False
+        assert variant["user"] is True
+        assert variant["secrets"] == {"ndh-test-secret": {
+            "key": "ndh-test-secret", "owner": "ndh-secret-reader", "mode": "0440", "format": "binary", "restartUnits": []}}
+    assert a["file"].endswith("-called-encrypted.nix-a/secret.sops")
+    assert b["file"].endswith("-called-encrypted.nix-b/secret.sops")
+    assert a["expected"].endswith("-a/plaintext.sha256") and b["expected"].endswith("-b/plaintext.sha256")
+    assert (a["variant"], b["variant"]) == ("secret-a", "secret-b-failing")
+    assert "ndh-fails-on-purpose" in b["services"] and "ndh-fails-on-purpose" not in a["services"]
+
+
+def test_the_test_fleet_never_puts_the_host_s_private_key_into_nix():
+    """A path to the private test host key in any Nix file would copy it into a store."""
+    import re
+
+    for path in [*(REPO / "test").rglob("*.nix"), *(REPO / "modules").rglob("*.nix")]:
+        # A path literal (./…, ../…), bare or interpolated; a string naming it is no copy.
+        assert not re.search(r"(?<![\w\"/-])\.{1,2}/[\w./-]*target-host-ed25519(?![.\w-])", path.read_text()), \
+            f"{path.relative_to(REPO)} refers to the private test host key"
+
+
+CACHE_NODES = """{ networking.hostName = "cache"; _module.args.nodes = {
+  target = { homelab.users.deploy.enable = true; homelab.deploy.targetHost = "target";
+             homelab.services.monitoring = { enable = true; nodeExporter.port = 9100; }; };
+  target2 = { homelab.users.deploy.enable = true; homelab.deploy.targetHost = "target2";
+              homelab.services.monitoring = { enable = true; nodeExporter.port = 9100; }; };
+}; }"""
+
+
+def test_the_cache_node_is_the_fleet_s_prometheus():
+    facts = evaluate("""{
+      inherit (r) failedAssertions;
+      prometheus = config.services.prometheus;
+      rules = builtins.fromJSON (builtins.head config.services.prometheus.ruleFiles).text;
+    }""", node="cache.nix", extra=CACHE_NODES)
+    assert facts["failedAssertions"] == []
+    (job,) = facts["prometheus"]["scrapeConfigs"]
+    assert [(g["labels"]["instance"], g["targets"]) for g in job["static_configs"]] == [
+        ("target", ["target:9100"]), ("target2", ["target2:9100"])]
+    assert facts["prometheus"]["globalConfig"] == {"scrape_interval": "5s", "evaluation_interval": "5s"}
+    rules = {rule["alert"]: rule["for"] for rule in facts["rules"]["groups"][0]["rules"]}
+    assert rules["NixosRebootPending"] == rules["NixosTestDeploymentActive"] == "20s"

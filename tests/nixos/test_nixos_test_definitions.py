@@ -105,7 +105,11 @@ let
       flake-compat = { outPath = "/nix/store/ffffffffffffffffffffffffffffffff-source"; };
     };
   };
-in { inherit nixpkgs deploy-rs; }
+  sops-nix = {
+    outPath = "/nix/store/gggggggggggggggggggggggggggggggg-source";
+    inputs = { inherit nixpkgs; };
+  };
+in { inherit nixpkgs deploy-rs sops-nix; }
 """
 
 
@@ -128,17 +132,23 @@ def test_the_deployer_flake_pins_every_input_to_the_host_s_store_paths(tmp_path)
     assert inputs["deploy-rs_flake-compat"]["flake"] is False
     assert inputs["deploy-rs_utils"]["inputs"] == {"systems": {"follows": "deploy-rs_utils_systems"}}
     assert inputs["deploy-rs_utils_systems"]["url"].endswith("dddddddddddddddddddddddddddddddd-source")
-    assert len(generated["inputPaths"]) == 5 and len(set(generated["inputPaths"])) == 5
+    assert inputs["sops-nix"] == {
+        "url": "path:/nix/store/gggggggggggggggggggggggggggggggg-source",
+        "inputs": {"nixpkgs": {"follows": "nixpkgs"}},
+    }
+    assert len(generated["inputPaths"]) == 6 and len(set(generated["inputPaths"])) == 6
+    outputs = generated["text"][generated["text"].index("outputs ="):]
+    assert "inherit nixpkgs deploy-rs sops-nix;" in outputs
 
 
 def test_vm_test_has_the_issue_s_nodes_and_a_smoke_script():
     test = nix_eval(
-        f"let t = import {path(REPO / 'test' / 'vm-test.nix')} {{ nixpkgs = null; deploy-rs = null; }} {{ }}; in "
+        f"let t = import {path(REPO / 'test' / 'vm-test.nix')} {{ nixpkgs = null; deploy-rs = null; sops-nix = null; }} {{ }}; in "
         "{ inherit (t) name testScript; nodes = builtins.attrNames t.nodes; "
         "specialArgs = builtins.attrNames t.node.specialArgs; }"
     )
     assert test["nodes"] == ["cache", "deployer", "target", "target2"]
-    assert test["specialArgs"] == ["deploy-rs", "nixpkgs"]
+    assert test["specialArgs"] == ["deploy-rs", "nixpkgs", "sops-nix"]
     script = test["testScript"]
     assert script.index('deploy("target-v1")') < script.index('deploy("target-v2")')
 
@@ -151,3 +161,27 @@ def test_the_parse_test_covers_test_definitions():
     for expected in ("test/vm-test.nix", "test/fleet/default.nix", "test/fleet/nodes/target.nix",
                      "test/fleet/variants/cut-ssh.nix", "test/fleet/flake-text.nix"):
         assert expected in found
+
+
+def test_the_deployer_s_fleet_source_leaves_out_the_private_test_host_key():
+    """The deployer stands for CI: the targets' private host key must not reach its store."""
+    import os
+
+    lib = os.environ.get("NIXPKGS_LIB")
+    if not lib:
+        pytest.skip("NIXPKGS_LIB is not set: point it at a nixpkgs lib directory to evaluate the NixOS modules")
+    require("nix-instantiate")
+    expr = (
+        f"let source = (import {path(FLEET / 'flake-source.nix')} {{ lib = import {path(Path(lib))}; "
+        "pkgs = null; nixpkgs = null; deploy-rs = null; sops-nix = null; }).source; in "
+        "{ keys = builtins.attrNames (builtins.readDir (source + \"/test/fleet/keys\")); "
+        "top = builtins.attrNames (builtins.readDir source); }"
+    )
+    # --read-write-mode: builtins.path really copies the filtered tree, so it can be listed.
+    result = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--read-write-mode", "--expr", expr],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(result.stdout)
+    assert listed["top"] == ["lib", "modules", "test", "users"]
+    assert "target-host-ed25519.pub" in listed["keys"]
+    assert "target-host-ed25519" not in listed["keys"]

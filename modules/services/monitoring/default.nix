@@ -38,6 +38,9 @@ let
     (lib.mapAttrsToList (name: value: "${name}=${lib.escapeShellArg value}") exporterEnvironment);
 in
 {
+  # Prometheus on the host that scrapes the fleet (homelab.services.monitoring.prometheus).
+  imports = [ ./prometheus.nix ];
+
   options.homelab.services.monitoring = {
     enable = mkEnableOption "the node exporter and the NixOS generation exporter";
 

@@ -4,6 +4,12 @@
 #   cache.publicKey    what the targets trust (homelab.nixCache.publicKey)
 #   untrustedPublicKey a key nobody signs with: trusting only it must make a target refuse the
 #                      cache's paths (the cache-pull scenario)
+#   targetHostPublicKey
+#                      the targets' fixed SSH host key (TEST ONLY), to which the secrets
+#                      scenario's secrets are encrypted (ssh-to-age at build time). Its private
+#                      half, target-host-ed25519, is never referenced from Nix, so it reaches no
+#                      store: the scenario writes it onto the target over the backdoor, as an
+#                      installed host has its key before any secret is deployed.
 # The deploy SSH key pair is nixpkgs' snakeoil pair (nixos/tests/ssh-keys.nix), the same one
 # nixpkgs' own tests use.
 let
@@ -15,4 +21,5 @@ in
     publicKey = line ./cache-signing-key.pub;
   };
   untrustedPublicKey = line ./untrusted-key.pub;
+  targetHostPublicKey = ./target-host-ed25519.pub;
 }

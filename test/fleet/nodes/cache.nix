@@ -1,6 +1,9 @@
 # `cache`: the fleet's binary cache, Harmonia through homelab.services.harmonia, signing with
 # the fixed test key (../keys) that the targets trust. The deployer pushes to it over SSH as root.
-{ config, lib, pkgs, ... }:
+# It is also the fleet's Prometheus, as Production is in the real fleet: it scrapes the targets'
+# node exporters, the list generated from the test's nodes by the real fleet's
+# lib/scrape-targets.nix, with alert thresholds of seconds so a scenario sees them fire.
+{ config, lib, pkgs, nodes, ... }:
 let
   keys = import ../keys;
   snakeOil = import "${pkgs.path}/nixos/tests/ssh-keys.nix" pkgs;
@@ -19,6 +22,21 @@ in
   systemd.tmpfiles.rules = [
     "C ${builtins.head harmonia.signKeyPaths} 0600 root root - ${keys.cache.secretFile}"
   ];
+
+  homelab.services.monitoring.prometheus = {
+    enable = true;
+    # lib/scrape-targets.nix reads `<host>.config`, as nixosConfigurations have it.
+    scrapeTargets = import ../../../lib/scrape-targets.nix
+      (lib.mapAttrs (_: node: { config = node; }) { inherit (nodes) target target2; });
+    scrapeInterval = "5s";
+    evaluationInterval = "5s";
+    alerts = {
+      rebootPendingFor = "20s";
+      testDeploymentFor = "20s";
+    };
+  };
+  # The scenario asks Prometheus's HTTP API from this node.
+  environment.systemPackages = [ pkgs.curl ];
 
   services.openssh.enable = true;
   users.users.root.openssh.authorizedKeys.keys = [ snakeOil.snakeOilPublicKey ];

@@ -5,11 +5,11 @@
 # deployer evaluates the very same expressions as the host, so `deploy` builds nothing and needs
 # no network. (If a deploy ever starts building, the two evaluations drifted: the deploy log names
 # the derivation.)
-{ config, lib, pkgs, nodes, nixpkgs, deploy-rs, ... }:
+{ config, lib, pkgs, nodes, nixpkgs, deploy-rs, sops-nix, ... }:
 let
   system = pkgs.stdenv.hostPlatform.system;
   snakeOil = import "${pkgs.path}/nixos/tests/ssh-keys.nix" pkgs;
-  fleetFlake = import ../flake-source.nix { inherit pkgs lib nixpkgs deploy-rs; };
+  fleetFlake = import ../flake-source.nix { inherit pkgs lib nixpkgs deploy-rs sops-nix; };
 
   outputsFor = testHost: import ../outputs.nix {
     inherit nodes testHost;
@@ -24,7 +24,9 @@ let
     (lib.attrNames main.nixosConfigurations);
 in
 {
-  environment.systemPackages = [ deploy-rs.packages.${system}.default ];
+  # sops and age: the secrets scenario checks that the deployer, standing for CI, cannot
+  # decrypt what the targets decrypt.
+  environment.systemPackages = [ deploy-rs.packages.${system}.default pkgs.sops pkgs.age ];
 
   virtualisation = {
     # Evaluating NixOS takes memory (deploy-rs's own VM tests give their deployer 4 GiB).

@@ -72,7 +72,11 @@ in
       publicKey = keys.cache.publicKey;
       negativeTtl = 0;
     };
-    homelab.services.monitoring.enable = true;
+    homelab.services.monitoring = {
+      enable = true;
+      # The cache node's Prometheus scrapes it (../nodes/cache.nix).
+      nodeExporter.openFirewall = true;
+    };
 
     environment.etc."ndh-variant".text = lib.mkDefault "v1";
     nix.settings.experimental-features = [ "nix-command" "flakes" ];

@@ -12,4 +12,6 @@
   seed-deploy-user = ./seed-deploy-user.nix; # the seed's deploy user: both defects below
   seed-sudo = ./seed-sudo.nix; # sudo only for nix-env --set and switch-to-configuration
   seed-shell = ./seed-shell.nix; # a nologin shell for the deploy user
+  secret-a = ./secret-a.nix; # a sops-nix secret (A) for the fixed test host key
+  secret-b-failing = ./secret-b-failing.nix; # another secret (B), and a unit that fails: auto rollback
 }
