@@ -1,12 +1,11 @@
-"""The pytest plugin, exercised through child pytest runs with real micro VMs."""
+"""The pytest plugin, exercised through child pytest runs (pytester) with real micro VMs."""
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import textwrap
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -21,19 +20,19 @@ ONE = FleetSpec("child", {"node": NodeSpec(vlans=())})
 
 
 @pytest.fixture
-def child(tmp_path):
+def child(pytester, monkeypatch):
+    """Runs pytest in a subprocess (pytester) on the given test files, with fleets' state under a
+    directory of its own; returns (the run, the processes it left)."""
     state_root = Path(tempfile.mkdtemp(prefix="ndh-child-", dir="/tmp"))
+    monkeypatch.setenv("NDH_STATE_DIR", str(state_root))
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
 
-    def run(files: dict[str, str], *args: str, expect_leftovers: bool = False):
-        for name, body in files.items():
-            (tmp_path / name).write_text(FLEET_HEADER + textwrap.dedent(body))
-        env = dict(os.environ, NDH_STATE_DIR=str(state_root), PYTHONDONTWRITEBYTECODE="1")
-        proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--vm-accel=tcg", *args],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-        )
+    def run(files: dict[str, str], *args: str):
+        pytester.makepyfile(**{Path(name).stem: FLEET_HEADER + textwrap.dedent(body) for name, body in files.items()})
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--vm-accel=tcg", *args, timeout=600)
         time.sleep(0.5)  # let PR_SET_PDEATHSIG and stdin EOF reach orphans
-        return proc, processes_mentioning(str(state_root))
+        ran = SimpleNamespace(returncode=result.ret, stdout=result.stdout.str(), stderr=result.stderr.str())
+        return ran, processes_mentioning(str(state_root))
 
     run.state_root = state_root
     yield run
@@ -44,7 +43,7 @@ def child(tmp_path):
     assert not leftovers, f"child run left processes behind: {leftovers}"
 
 
-def test_boots_once_restores_per_test_and_saves_artifacts_of_failures(child, tmp_path):
+def test_boots_once_restores_per_test_and_saves_artifacts_of_failures(child, pytester):
     proc, leftovers = child({"test_a.py": """
         @pytest.mark.fleet(ONE)
         def test_writes(fleet):
@@ -62,7 +61,7 @@ def test_boots_once_restores_per_test_and_saves_artifacts_of_failures(child, tmp
     assert proc.returncode == 1, proc.stdout
     assert "1 failed, 2 passed" in proc.stdout
     assert proc.stdout.count("booting 1 node(s) of fleet child") == 1
-    transcript = tmp_path / "arts" / "test_a.py_test_fails" / "node.transcript.log"
+    transcript = pytester.path / "arts" / "test_a.py_test_fails" / "node.transcript.log"
     assert str(Path("arts") / "test_a.py_test_fails" / "node.serial.log") in proc.stdout
     assert "on-the-way-down" in transcript.read_text()
     assert leftovers == []
