@@ -8,7 +8,7 @@
         after = homelab.state("target")               # harness.nixos probes on the target
 
 Every scenario asserts what the targets *are* (harness.nixos probes, files, metrics), never only
-what deploy-rs *said* (DESIGN.md §6: its rollback message comes from its flags).
+what deploy-rs *said* (its rollback message comes from its flags).
 """
 from __future__ import annotations
 
@@ -151,6 +151,14 @@ class Homelab:
         return self.deployer.succeed(
             f"cd {FLEET_DIR} && nix eval --offline --raw "
             f"{shlex.quote(f'.#deploy.nodes.{config}.profiles.{profile}.path')}",
+            timeout=self.seconds(600),
+        ).strip()
+
+    def toplevel(self, config: str) -> str:
+        """The NixOS toplevel of a configuration: what the probes call its system."""
+        return self.deployer.succeed(
+            f"cd {FLEET_DIR} && nix eval --offline --raw "
+            f"{shlex.quote(f'.#nixosConfigurations.{config}.config.system.build.toplevel')}",
             timeout=self.seconds(600),
         ).strip()
 
