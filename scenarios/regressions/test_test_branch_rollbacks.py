@@ -1,7 +1,7 @@
 """The fleet's promise through every rollback path and `--boot`: a test branch is active now and
 gone after a reboot, and a reboot always returns to the last `main` deploy (docs/deploy-rules.md).
 
-Two bugs of the design that put test deploys into the system profile (serokell/deploy-rs
+Two bugs of the fleet's earlier design, which put test deploys into the system profile (serokell/deploy-rs
 src/bin/activate.rs: a rollback re-runs the previous generation's deploy-rs-activate without
 BOOT; nixpkgs systemd-boot-builder.py: only `switch`/`boot` rewrite loader.conf and the entries):
 
@@ -16,6 +16,8 @@ BOOT; nixpkgs systemd-boot-builder.py: only `switch`/`boot` rewrite loader.conf 
      `nix-env --set`; the automatic rollback re-runs the previous generation without BOOT, a
      full `switch`: the pending `--boot` deploy becomes active now.
 
+The fix (lib/test-branch-activation.nix): test deploys have a profile of their own, and a
+rollback of one runs its return closure (`switch-to-configuration test` of what ran before).
 Each scenario proves on the target what boots after the reboot: the running and booted
 generation, the variant (/etc/ndh-variant), loader.conf's default and the entries on the ESP.
 
@@ -40,27 +42,7 @@ def expect(condition: bool, message: str) -> None:
         raise BugReproduced(message)
 
 
-@pytest.mark.parametrize(
-    ("kind", "variant"),
-    [
-        pytest.param(
-            "auto", "failing-activation",
-            marks=pytest.mark.xfail(
-                strict=True, raises=BugReproduced,
-                reason="test deploys share the system profile: the auto rollback re-runs the test "
-                "generation's `switch-to-configuration test`; loader.conf keeps the failed default",
-            ),
-        ),
-        pytest.param(
-            "magic", "cut-ssh",
-            marks=pytest.mark.xfail(
-                strict=True, raises=BugReproduced,
-                reason="test deploys share the system profile: the magic rollback re-runs the test "
-                "generation's `switch-to-configuration test`; systemd-boot starts the failed entry",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize(("kind", "variant"), [("auto", "failing-activation"), ("magic", "cut-ssh")])
 def test_a_reboot_after_a_rolled_back_main_deploy_boots_the_last_main_deploy(homelab, kind, variant):
     base = homelab.baseline("target")  # the last main deploy: v1, generation N
     main_system = base.current_system_of
@@ -101,11 +83,6 @@ def test_a_reboot_after_a_rolled_back_main_deploy_boots_the_last_main_deploy(hom
     assert homelab.ssh_answers("target")
 
 
-@pytest.mark.xfail(
-    strict=True, raises=BugReproduced,
-    reason="the refused --boot of a test profile is rolled back by re-running the previous "
-    "system generation without BOOT: a full `switch`",
-)
 def test_a_refused_boot_deploy_of_a_test_branch_changes_nothing(homelab):
     base = homelab.baseline("target")  # v1 runs, generation N
     homelab.deploy_ok("target-new-initrd", boot=True)  # main --boot: N+1 waits for the reboot
