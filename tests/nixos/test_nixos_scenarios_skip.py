@@ -14,7 +14,8 @@ from nixos_testlib import REPO, require
 SCENARIO_FILES = [
     "test_switch.py", "test_test_branch.py", "test_magic_rollback.py", "test_auto_rollback.py",
     "test_boot.py", "test_cache_pull.py", "test_deploy_user.py", "test_monitoring.py",
-    "regressions/test_seed_deploy_user.py",
+    "test_signed_closures.py", "regressions/test_seed_deploy_user.py",
+    "regressions/test_test_branch_rollbacks.py",
 ]
 
 

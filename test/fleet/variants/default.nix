@@ -12,4 +12,6 @@
   seed-deploy-user = ./seed-deploy-user.nix; # the seed's deploy user: both defects below
   seed-sudo = ./seed-sudo.nix; # sudo only for nix-env --set and switch-to-configuration
   seed-shell = ./seed-shell.nix; # a nologin shell for the deploy user
+  signed-closures = ./signed-closures.nix; # the deploy user untrusted: only signed paths get in
+  signed-v2 = ./signed-v2.nix; # v2 in that mode: needs the CI signature
 }
