@@ -61,6 +61,14 @@ from harness.nixos_state import (  # noqa: F401
     SystemState,
 )
 
+__all__ = [
+    "NO_GENERATION", "BootDefault", "BootDefaultSource", "BootEntry", "BootLoader", "entry_id",
+    "find_entry", "loader_conf_value", "parse_entry", "parse_probe_output", "EFI_VARIABLES",
+    "SYSTEMD_BOOT_GUID", "Generation", "NixosPaths", "NixosProbeError", "ShellMachine",
+    "SystemState", "probe_system", "profile_generations", "newest_profile_generation",
+    "current_generation", "booted_generation", "boot_default_generation", "reboot_pending",
+]
+
 
 def probe_system(
     machine: ShellMachine, paths: NixosPaths | None = None, timeout: float | None = 60
