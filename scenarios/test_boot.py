@@ -17,6 +17,10 @@ def test_boot_deploy_changes_only_the_next_boot(homelab):
     assert pending.current_generation == previous
     assert pending.newest_generation == previous + 1
     assert pending.boot_default.number == previous + 1, pending.boot_default
+    # activate.nixos's boot branch keeps loader.conf's default line (only switch deletes it).
+    new_initrd = homelab.toplevel("target-new-initrd")
+    assert pending.boot_loader.default_system == new_initrd, pending.boot_loader.describe()
+    assert pending.boot_loader.loader_conf_default == pending.boot_loader.default_entry
     assert pending.reboot_pending
     assert any(reason.startswith("initrd:") for reason in pending.reboot_reasons)
     assert homelab.variant("target") == "v1"
