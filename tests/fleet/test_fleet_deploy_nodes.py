@@ -296,3 +296,18 @@ def test_fleet_host_lists_for_ci(mock_flake):
     everything = _evaluated(nix_eval(mock_flake, "nixosConfigurations", "builtins.attrNames", impure=False, test_host=None))
     assert deployable == ["Alpha", "Beta"]
     assert everything == ["Alpha", "Beta", "Template"], "only folders under hosts/ are hosts"
+
+
+def test_fleet_test_scripts_keep_the_return_closure_as_a_dependency():
+    """The return closure must travel with the test closure (nix copy, signing): the scripts
+    keep the derivation's string context, so the script files reference it."""
+    expr = (
+        'let d = derivation { name = "return-closure"; system = "x86_64-linux"; builder = "/bin/sh"; }; '
+        f"s = import {json.dumps(str(REPO / 'lib' / 'test-branch-activation.nix'))} {{ }}; "
+        "in map (script: builtins.attrNames (builtins.getContext script)) [ (s.activate d) (s.refuseBoot d) ]"
+    )
+    result = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    contexts = json.loads(result.stdout)
+    assert all(len(c) == 1 and c[0].endswith("-return-closure.drv") for c in contexts), contexts
