@@ -81,7 +81,7 @@ class Homelab:
         for node in TARGETS:
             self.fleet[node].wait_for_unit("multi-user.target", timeout=self.seconds(600))
             self.fleet[node].wait_for_unit("sshd.service", timeout=self.seconds(120))
-        # Newer nixpkgs socket-activates Harmonia: wait for the port (DESIGN.md §7).
+        # Newer nixpkgs socket-activates Harmonia: wait for the port.
         self.cache.wait_for_open_port(5000, timeout=self.seconds(300))
 
     # -- deploying -----------------------------------------------------------------------
@@ -140,7 +140,7 @@ class Homelab:
         self.deploy_ok([f"{node}-v1" for node in nodes])
         states = {node: self.state(node) for node in nodes}
         for node in nodes:
-            # A test VM may have no system profile before the first `nix-env --set` (DESIGN.md §5).
+            # A test VM may have no system profile before the first `nix-env --set`.
             expected = max(before[node].newest_generation, 0) + 1
             assert states[node].newest_generation == expected, (
                 f"{node}: the baseline deploy did not add a generation: {states[node]}"

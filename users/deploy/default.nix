@@ -1,6 +1,6 @@
 # homelab.users.deploy: the account deploy-rs logs in as.
 #
-# What deploy-rs does on the host (serokell/deploy-rs src/push.rs, src/deploy.rs; DESIGN.md §6):
+# What deploy-rs does on the host (serokell/deploy-rs src/push.rs, src/deploy.rs):
 #   1. `nix copy` of the closure over ssh as this user (no sudo): the nix daemon accepts the
 #      paths only from a trusted user, or when they carry a signature it trusts;
 #   2. `sudo -u root <closure>/activate-rs activate ...` and, concurrently, `... activate-rs wait`;
