@@ -5,7 +5,7 @@ local shell). Commands run with `2>&1` so nix's messages come back in stdout: th
 shell sends stderr to the serial log, where a test cannot read it.
 
 A pull is proved by the cache key's signature on the target's copy of a path (`nix path-info
---json --sigs`) and by nix's "copying path '<path>' from '<cache url>'" line (DESIGN.md §7).
+--json --sigs`) and by nix's "copying path '<path>' from '<cache url>'" line.
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ def unsigned_paths(signatures: Mapping[str, Iterable[str]], key: SigningKey | st
 
 
 # nix prints "copying path '<path>' from '<substituter>'..." when it substitutes (seen
-# verbatim from Nix 2.8 on this host, tests/deploy/test_deploy_cache.py; DESIGN.md §7).
+# verbatim from Nix 2.8 on this host, tests/deploy/test_deploy_cache.py).
 _COPYING_FROM = re.compile(r"copying path '(?P<path>/[^']+)' from '(?P<source>[^']+)'")
 # Nix 2.8: "warning: the substitute for '<path>' from '<url>' is not signed by any of the keys
 # in 'trusted-public-keys'"; newer Nix: "ignoring substitute for '<path>' from '<url>', as

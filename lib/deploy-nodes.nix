@@ -22,9 +22,10 @@
 #   main deploy : every deployable host is a node with exactly one profile, `system`
 #                 (activate.nixos: switch-to-configuration switch, or boot with `deploy --boot`).
 #   test deploy : only the requested host, with exactly one profile, `test`: activate.custom
-#                 running `switch-to-configuration test` on the toplevel. Its profilePath is the
-#                 system profile, so deploy-rs's `nix-env --set` adds generation N+1 there (and
-#                 magic/auto rollback can undo it) while the boot loader keeps booting N.
+#                 running `switch-to-configuration test` on the toplevel, in a profile of its
+#                 own (lib/test-branch-activation.nix says why and how its rollback works). The
+#                 system profile and the boot loader only ever see main deploys, so a reboot
+#                 returns to the last main deploy whatever rolled back (docs/deploy-rules.md).
 #
 # Deploy-rs schema: interface.json in serokell/deploy-rs (node: hostname + generic settings +
 # profiles; profile: path, profilePath).
@@ -64,25 +65,26 @@ let
     path = (activationFor nixos).nixos nixos;
   };
 
-  testProfile = nixos: {
-    path =
-      ((activationFor nixos).custom // {
-        # `deploy --dry-activate`: show what `test` would restart, change nothing.
-        dryActivate = "$PROFILE/bin/switch-to-configuration dry-activate";
-        # `deploy --boot` would make a test branch the boot default: refuse, loudly.
-        boot = ''
-          echo "homelab: a test-<hostname> deploy never changes the boot loader; deploy from main for --boot" >&2
-          exit 1
-        '';
-      })
-        nixos.config.system.build.toplevel
-        ''
-          # Same working directory as deploy-rs's activate.nixos (nixpkgs issue 73404).
-          cd /tmp
-          $PROFILE/bin/switch-to-configuration test
-        '';
-    profilePath = "/nix/var/nix/profiles/system";
-  };
+  testBranch = import ./test-branch-activation.nix { };
+
+  testProfile = nixos:
+    let
+      activation = activationFor nixos;
+      toplevel = nixos.config.system.build.toplevel;
+      # What deploy-rs's rollback runs: it sits one generation below the test closure.
+      returnClosure = activation.custom toplevel testBranch.returnToPrevious;
+    in
+    {
+      path =
+        (activation.custom // {
+          inherit (testBranch) dryActivate;
+          # `deploy --boot` would make a test branch the boot default: refuse, loudly.
+          boot = testBranch.refuseBoot returnClosure;
+        })
+          toplevel
+          (testBranch.activate returnClosure);
+      profilePath = testBranch.testProfile;
+    };
 
   listNames = names: if names == [ ] then "(none)" else builtins.concatStringsSep ", " names;
 

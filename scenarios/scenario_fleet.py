@@ -12,8 +12,11 @@ what deploy-rs *said* (docs/deploy-rs-facts.md: its rollback message comes from 
 """
 from __future__ import annotations
 
+import json
 import re
 import shlex
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -154,6 +157,26 @@ class Homelab:
             f"{shlex.quote(f'.#deploy.nodes.{config}.profiles.{profile}.path')}",
             timeout=self.seconds(600),
         ).strip()
+
+    def toplevel(self, config: str) -> str:
+        """The NixOS toplevel of a configuration: what the probes call its system."""
+        return self.deployer.succeed(
+            f"cd {FLEET_DIR} && nix eval --offline --raw "
+            f"{shlex.quote(f'.#nixosConfigurations.{config}.config.system.build.toplevel')}",
+            timeout=self.seconds(600),
+        ).strip()
+
+    def sign_for_deploy(self, config: str, key_file: str = "/root/ci-signing-key.sec") -> list[str]:
+        """Sign a main deploy's closure on the deployer with exactly the command CI runs
+        (ci/deploy-plan's "sign", as the deploy job's signing step would); returns that argv."""
+        plan = subprocess.run(
+            [sys.executable, str(REPO / "ci" / "deploy-plan"), "--branch", "main",
+             "--hosts-json", json.dumps([config]), "--signing-key-file", key_file],
+            capture_output=True, text=True, timeout=60, check=True,
+        )
+        argv = json.loads(plan.stdout)["sign"]
+        self.deployer.succeed(f"cd {FLEET_DIR} && {shlex.join(argv)} --offline >&2", timeout=self.seconds(600))
+        return argv
 
     def push_to_cache(self, paths: Sequence[str]) -> None:
         """`nix copy` from the deployer into the cache node's store (root over SSH), as CI does."""

@@ -21,5 +21,8 @@ def test_a_failing_activation_is_rolled_back(homelab):
     )
     assert after.generation(previous + 1) is None
     assert after.boot_default.number == previous
+    # The rollback re-ran the previous switch: the failed configuration left the ESP.
+    assert after.boot_loader.default_system == base.current_system_of, after.boot_loader.describe()
+    assert not after.boot_loader.entries_for(homelab.toplevel("target-failing-activation"))
     assert homelab.variant("target") == "v1"
     assert homelab.ssh_answers("target")

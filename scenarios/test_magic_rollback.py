@@ -22,5 +22,7 @@ def test_a_config_that_cuts_ssh_is_rolled_back_by_the_target(homelab):
     )
     assert after.generation(previous + 1) is None, "the failed generation must be deleted"
     assert after.profile_generation == previous
+    assert after.boot_loader.default_system == base.current_system_of, after.boot_loader.describe()
+    assert not after.boot_loader.entries_for(homelab.toplevel("target-cut-ssh"))
     assert homelab.variant("target") == "v1"
     assert homelab.ssh_answers("target"), "sshd must answer again after the rollback"

@@ -17,6 +17,10 @@ def test_switch_makes_the_new_generation_current_and_the_boot_default(homelab):
     assert after.profile_generation == new
     assert after.current_generation == new
     assert after.boot_default.number == new, after.boot_default
+    # deploy-rs's activate.nixos deletes loader.conf's default line: the newest entry boots.
+    assert after.boot_loader.loader_conf_default is None, after.boot_loader.describe()
+    assert after.boot_loader.default_system == after.current_system_of
+    assert after.boot_loader.entries[0].system == after.current_system_of
     assert after.booted_generation == before.booted_generation, "nothing rebooted"
     assert not after.reboot_pending, after.reboot_reasons
     assert homelab.variant("target") == "v2"

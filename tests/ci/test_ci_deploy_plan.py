@@ -257,3 +257,43 @@ def test_exec_build_builds_the_deployed_profile_with_real_nix(run_ci, contract_f
     proc = plan(run_ci, "--branch", branch, "--exec", "build", cwd=contract_flake, env=nix_build_env,
                 hosts='["Niko"]')
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(("branch", "installables", "extra"), [
+    ("main", [".#deploy.nodes.Ingress.profiles.system.path", ".#deploy.nodes.Niko.profiles.system.path"], []),
+    ("test-Niko", [".#deploy.nodes.Niko.profiles.test.path"], ["--impure"]),
+])
+def test_sign_signs_the_closures_of_exactly_the_deployed_profiles(run_ci, branch, installables, extra):
+    result = plan_json(run_ci, "--branch", branch, "--signing-key-file", "/var/lib/ci/key.sec")
+    assert result["sign"] == ["nix", "store", "sign", "--recursive", "--key-file", "/var/lib/ci/key.sec",
+                              *installables, *extra]
+    assert plan_json(run_ci, "--branch", branch)["sign"] == [], "no key file, no signing"
+
+
+def test_exec_sign_without_a_key_file_signs_nothing_and_says_so(run_ci, fake_bin, tmp_path):
+    marker = tmp_path / "nix-was-run"
+    fake_bin("nix", f'touch "{marker}"\n')
+    proc = plan(run_ci, "--branch", "main", "--exec", "sign", env={"PATH": fake_bin.env_path})
+    assert proc.returncode == 0
+    assert "nothing signed" in proc.stderr
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("branch", ["main", "test-Niko"])
+def test_exec_sign_signs_the_deployed_closure_with_real_nix(run_ci, contract_flake, nix_build_env, tmp_path, branch):
+    import os
+    import subprocess
+    if os.geteuid() != 0:
+        pytest.skip("adding signatures to the local store needs a trusted Nix user (root here)")
+    key, public = tmp_path / "ci.sec", tmp_path / "ci.pub"
+    subprocess.run(["nix-store", "--generate-binary-cache-key", f"ci-{tmp_path.name}-1", key, public], check=True)
+    args = ("--branch", branch, "--signing-key-file", key)
+    assert plan(run_ci, *args, "--exec", "build", cwd=contract_flake, env=nix_build_env, hosts='["Niko"]').returncode == 0
+    proc = plan(run_ci, *args, "--exec", "sign", cwd=contract_flake, env=nix_build_env, hosts='["Niko"]')
+    assert proc.returncode == 0, proc.stderr
+    profile = ".#deploy.nodes.Niko.profiles." + ("system" if branch == "main" else "test") + ".path"
+    env = {**os.environ, **nix_build_env, "HOMELAB_DEPLOY_TEST_HOST": "Niko" if branch != "main" else ""}
+    info = subprocess.run(["nix", "path-info", "--json", "--sigs", "--impure", profile], cwd=contract_flake,
+                          env=env, capture_output=True, text=True, check=True)
+    sigs = [sig for entry in json.loads(info.stdout) for sig in entry.get("signatures", [])]
+    assert any(sig.startswith(f"ci-{tmp_path.name}-1:") for sig in sigs), info.stdout

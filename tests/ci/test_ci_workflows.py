@@ -12,9 +12,11 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / ".forgejo" / "workflows"
-NAMES = ["build", "check", "deploy", "nightly"]
+NAMES = ["build", "check", "deploy", "nightly", "pull-request"]
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 PULL_REQUEST_EVENTS = {"pull_request", "pull_request_target"}
+# Runner labels for code nobody trusted yet (pull requests): nothing of the fleet is there.
+UNTRUSTED_LABELS = {"nixos-untrusted", "nixos-untrusted-kvm"}
 
 
 def load(name):
@@ -48,7 +50,7 @@ def validate(path):
 
 # --- schema ---------------------------------------------------------------------------
 
-def test_exactly_the_four_workflows_exist():
+def test_exactly_these_workflows_exist():
     assert sorted(p.stem for p in WORKFLOWS.glob("*.y*ml")) == NAMES
 
 
@@ -105,10 +107,65 @@ def test_no_other_workflow_deploys(name):
     assert "DEPLOY_SSH_KEY" not in text
 
 
-def test_build_and_check_run_on_pull_requests_so_renovate_can_wait_for_them():
+def test_pull_requests_get_the_checks_and_builds_of_a_push_from_their_own_workflow():
+    # Renovate's auto-merge and main's branch protection wait for these.
+    pull_request = load("pull-request")
+    assert set(triggers(pull_request)) == {"pull_request"}
+    assert {"flake-check", "eval", "determine-hosts", "build"} == set(pull_request["jobs"])
     for name in ("build", "check"):
         on = triggers(load(name))
-        assert "pull_request" in on and "push" in on
+        assert "push" in on and not set(on) & PULL_REQUEST_EVENTS, f"{name}.yml: pull requests go to pull-request.yml"
+    # The same commands as on a push, except build.yml's cache push (main only).
+    def commands(name):
+        return {step["run"] for _, step in steps(load(name)) if "run" in step}
+    pushed = commands("check") | {c for c in commands("build") if "nix copy" not in c}
+    assert commands("pull-request") == pushed
+
+
+def runs_on(job):
+    labels = job["runs-on"]
+    return {labels} if isinstance(labels, str) else set(labels)
+
+
+def pull_request_workflows():
+    return [name for name in NAMES if set(triggers(load(name))) & PULL_REQUEST_EVENTS]
+
+
+def test_pull_request_jobs_run_on_their_own_labels_and_read_no_secret_or_variable():
+    assert pull_request_workflows() == ["pull-request"]
+    for name in pull_request_workflows():
+        workflow = load(name)
+        for job_id, job in workflow["jobs"].items():
+            assert runs_on(job) <= UNTRUSTED_LABELS, f"{name}.yml job {job_id} runs on {job['runs-on']}"
+        text = json.dumps(workflow, default=str)
+        assert not re.search(r"\bsecrets\b", text), f"{name}.yml reads a secret"
+        assert not re.search(r"\bvars\.", text), f"{name}.yml reads a repository variable"
+
+
+def test_no_workflow_runs_pull_request_code_with_the_base_repository_s_rights():
+    for name in NAMES:
+        assert "pull_request_target" not in triggers(load(name)), name
+
+
+def test_trusted_runners_never_see_pull_request_code_and_untrusted_ones_nothing_else():
+    untrusted, trusted = set(), set()
+    for name in NAMES:
+        labels = set().union(*(runs_on(job) for job in load(name)["jobs"].values()))
+        (untrusted if name in pull_request_workflows() else trusted).update(labels)
+    assert untrusted <= UNTRUSTED_LABELS
+    assert not trusted & UNTRUSTED_LABELS, "a secret-holding workflow on a pull-request runner"
+    assert runs_on(load("deploy")["jobs"]["deploy"]).isdisjoint(untrusted)
+
+
+def test_the_deploy_key_lives_in_the_agent_no_longer_than_the_deploy_job():
+    job = load("deploy")["jobs"]["deploy"]
+    [loader] = [s for s in job["steps"] if "DEPLOY_SSH_KEY" in json.dumps(s.get("env", {}))]
+    added = re.findall(r"ssh-add(?:\s+-t\s+(\d+))?\s+-(?:\s|$)", loader["run"])
+    assert added and all(added), "every ssh-add of the key needs a lifetime (-t seconds)"
+    lifetime = int(added[0])
+    assert 0 < lifetime <= job["timeout-minutes"] * 60, (lifetime, job["timeout-minutes"])
+    stop = next(s for s in job["steps"] if "ssh-agent -k" in s.get("run", ""))
+    assert stop["if"] == "always()"
 
 
 # --- the secret ------------------------------------------------------------------------
@@ -125,6 +182,49 @@ def test_deploy_key_secret_appears_only_in_the_deploy_job():
         outside_jobs = {k: v for k, v in workflow.items() if k != "jobs"}
         assert "secrets." not in json.dumps(outside_jobs, default=str)
         assert "secrets: inherit" not in (WORKFLOWS / f"{name}.yml").read_text()
+
+
+def expressions(value):
+    """Every ${{ ... }} expression in a parsed workflow (comments are not part of it)."""
+    return re.findall(r"\$\{\{(.*?)\}\}", json.dumps(value, default=str))
+
+
+def test_only_the_deploy_job_can_read_the_deploy_key():
+    """A job reads a secret only through a `secrets` expression (secrets.X, secrets['X'],
+    toJSON(secrets)) or by handing them to a called workflow; only the deploy job of
+    deploy.yml has one, and it names exactly DEPLOY_SSH_KEY."""
+    readers = []
+    for name in NAMES:
+        workflow = load(name)
+        assert "workflow_call" not in triggers(workflow), f"{name}.yml could be called with secrets"
+        for job_id, job in workflow["jobs"].items():
+            assert "uses" not in job, f"{name}.yml job {job_id} calls a workflow (secrets could be passed)"
+            uses = [e for e in expressions(job) if re.search(r"\bsecrets\b", e)]
+            if uses:
+                readers.append((name, job_id, sorted({u.strip() for u in uses})))
+        outside_jobs = {k: v for k, v in workflow.items() if k != "jobs"}
+        assert not [e for e in expressions(outside_jobs) if "secrets" in e]
+    assert readers == [("deploy", "deploy", ["secrets.DEPLOY_SSH_KEY"])]
+
+
+def test_the_deploy_key_rule_can_fail():
+    workflow = load("build")
+    workflow["jobs"]["build"]["env"] = {"K": "${{ toJSON(secrets) }}"}
+    assert [e for e in expressions(workflow["jobs"]["build"]) if re.search(r"\bsecrets\b", e)]
+
+
+AGE_KEY = re.compile(r"(?i)sops[_-]?age|age[_-]?key|AGE-SECRET-KEY-|sops/age|\.agekey")
+
+
+@pytest.mark.parametrize("path", sorted([*WORKFLOWS.glob("*.yml"), *(REPO / "ci").iterdir()]), ids=lambda p: p.name)
+def test_no_workflow_or_ci_script_references_an_age_key(path):
+    """Hosts decrypt their own secrets (sops-nix); CI never holds an age key."""
+    assert not AGE_KEY.search(path.read_text()), f"{path.name} references an age key"
+
+
+def test_the_age_key_rule_can_fail():
+    for text in ("SOPS_AGE_KEY: ${{ secrets.SOPS_AGE_KEY }}", "export SOPS_AGE_KEY_FILE=/x", "AGE-SECRET-KEY-1QQ"):
+        assert AGE_KEY.search(text), text
 
 
 def test_the_secret_is_only_in_the_env_of_the_step_that_loads_it():

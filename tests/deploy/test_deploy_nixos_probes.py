@@ -329,3 +329,57 @@ def test_probe_without_readlink_fails_loudly(systems: FakeSystems, scratch: Path
 def test_incomplete_output_is_rejected() -> None:
     with pytest.raises(NixosProbeError, match="node-a: the state probe's output is incomplete"):
         nixos.parse_probe_output("node-a", "gen\tsystem-1-link\t/nix/store/x\n", NixosPaths())
+
+
+def test_boot_loader_reports_default_line_chosen_entry_and_every_entry(
+    systems: FakeSystems, three_generations: dict[str, str], host_shell: LocalShell
+) -> None:
+    systems.entries_for(three_generations)
+    systems.loader_conf(_loader("nixos-generation-2.conf"))
+    loader = nixos.probe_system(host_shell, systems.paths).boot_loader
+    assert loader.loader_conf_default == "nixos-generation-2.conf"
+    assert loader.default_entry == "nixos-generation-2.conf"
+    assert loader.default_system == three_generations["top2"]
+    # Newest first, each with the system its init= boots.
+    assert loader.entry_files == ("nixos-generation-3.conf", "nixos-generation-2.conf", "nixos-generation-1.conf")
+    assert [entry.system for entry in loader.entries] == [
+        three_generations["top3"], three_generations["top2"], three_generations["top1"]
+    ]
+    assert [e.file for e in loader.entries_for(three_generations["top1"])] == ["nixos-generation-1.conf"]
+    assert loader.entries_for(None) == ()
+    assert "nixos-generation-2.conf" in loader.describe()
+
+
+def test_boot_loader_without_a_default_line_starts_the_newest_entry(
+    systems: FakeSystems, three_generations: dict[str, str], host_shell: LocalShell
+) -> None:
+    # deploy-rs's activate.nixos deletes the `default` line after every switch.
+    systems.entries_for(three_generations)
+    systems.loader_conf("timeout 5\neditor 0\n")
+    loader = nixos.probe_system(host_shell, systems.paths).boot_loader
+    assert loader.loader_conf_default is None
+    assert loader.default_entry == "nixos-generation-3.conf"
+    assert loader.default_system == three_generations["top3"]
+
+
+def test_boot_loader_without_loader_conf_has_no_entries(
+    systems: FakeSystems, three_generations: dict[str, str], host_shell: LocalShell
+) -> None:
+    loader = nixos.probe_system(host_shell, systems.paths).boot_loader
+    assert (loader.loader_conf_default, loader.default_entry, loader.entries) == (None, None, ())
+
+
+def test_test_profile_generations_say_when_a_test_branch_runs(
+    systems: FakeSystems, three_generations: dict[str, str], host_shell: LocalShell
+) -> None:
+    [testing] = systems.toplevels({"testing": (three_generations["k1"], three_generations["i1"])})
+    _run("nix-env", "-p", f"{systems.paths.profiles_dir}/{systems.paths.test_profile_name}", "--set", testing)
+    systems.link(systems.paths.current_system, testing)
+    state = nixos.probe_system(host_shell, systems.paths)
+    assert [(g.number, g.system) for g in state.test_generations] == [(1, testing)]
+    assert state.running_test_generation == 1
+    assert state.current_generation == -1, "a test branch is no generation of the system profile"
+    assert [g.number for g in state.generations] == [1, 2, 3]
+    systems.link(systems.paths.current_system, three_generations["top3"])
+    state = nixos.probe_system(host_shell, systems.paths)
+    assert (state.running_test_generation, state.current_generation) == (-1, 3)

@@ -5,7 +5,9 @@
 #                  Template does not. Only the attributes deploy-nodes.nix reads exist.
 #   activate       system -> { nixos, custom }, shaped like deploy-rs.lib.<system>.activate.
 #                  With introspect = true the profile paths become attrsets recording what the
-#                  generator passed in; otherwise store-path-like strings (what the schema wants).
+#                  generator passed in (under `introspection`; they still interpolate as a path
+#                  named after the md5 of their script); otherwise store-path-like strings (what
+#                  the schema wants).
 #   nixpkgs        { lib.nixosSystem } returning the mock for the host folder it is given (the
 #                  first module, as lib/host-modules.nix orders them), with the modules it was
 #                  given as `passedModules`.
@@ -39,18 +41,28 @@ let
     Template = mkConfig { name = "Template"; deployUser = false; targetHost = "template.example"; };
   };
 
+  # An introspected profile path: a string in scripts (its __toString, which also makes
+  # builtins.toJSON print it), the generator's arguments under `introspection`.
+  introspected = name: record: {
+    __toString = _: "/nix/store/${fakeHash}-activatable-${name}";
+    introspection = record;
+  };
+
   activateFor = system: {
     nixos = base:
-      if introspect then { kind = "nixos"; inherit system; host = base.config.networking.hostName; }
-      else "/nix/store/${fakeHash}-activatable-nixos-system-${base.config.networking.hostName}";
+      let host = base.config.networking.hostName; in
+      if introspect then introspected "nixos-system-${host}" { kind = "nixos"; inherit system host; }
+      else "/nix/store/${fakeHash}-activatable-nixos-system-${host}";
     custom = {
       __functor = self: base: script:
-        if introspect then {
-          kind = "custom";
-          inherit system base script;
-          boot = self.boot or null;
-          dryActivate = self.dryActivate or null;
-        }
+        if introspect then
+          # Named after the script, so a test can tell which closure another one references.
+          introspected (builtins.hashString "md5" script) {
+            kind = "custom";
+            inherit system base script;
+            boot = self.boot or null;
+            dryActivate = self.dryActivate or null;
+          }
         else "/nix/store/${fakeHash}-activatable-${baseNameOf base}";
     };
   };

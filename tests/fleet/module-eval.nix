@@ -3,9 +3,10 @@
 # are read. Used by test_fleet_modules.py when
 # NIXPKGS_LIB points at a nixpkgs `lib` directory.
 #
-#   import ./module-eval.nix { lib = import <nixpkgs lib>; modules = [ ... ]; harmoniaShape = "cache"; }
+#   import ./module-eval.nix { lib = import <nixpkgs lib>; modules = [ ... ]; harmoniaShape = "cache";
+#                              scriptsAsText = false; }
 #     => { config; failedAssertions; warnings; }
-{ lib, modules, harmoniaShape ? "cache" }:
+{ lib, modules, harmoniaShape ? "cache", scriptsAsText ? false }:
 let
   inherit (lib) mkOption types;
 
@@ -21,7 +22,10 @@ let
     coreutils = fakeDerivation "coreutils-9.5";
     nix = fakeDerivation "nix-2.28";
     callPackage = file: args: fakeDerivation "called-${baseNameOf (toString file)}";
-    writeShellScript = name: text: fakeDerivation name;
+    # scriptsAsText: a script's outPath is its text, so a test can read (and run) what a unit's
+    # ExecStart would run.
+    writeShellScript = name: text:
+      if scriptsAsText then fakeDerivation name // { outPath = text; } else fakeDerivation name;
     # Keeps the text, so tests can read what a module writes (e.g. the rendered alert rules).
     writeText = name: text: fakeDerivation name // { inherit text; };
   };

@@ -43,9 +43,12 @@ def _environment(test_host: str | None) -> dict[str, str]:
 def generate(test_host: str | None = "", *, introspect: bool = False) -> subprocess.CompletedProcess[str]:
     """Evaluate the generator on the mocks; test_host None passes a Nix null."""
     _require("nix-instantiate")
+    # Introspected paths are printed as their `introspection` records.
     expr = (
         f"{{ testHost, introspect }}: let mocks = import {json.dumps(str(MOCKS))} {{ inherit introspect; }}; "
-        f"in import {json.dumps(str(GENERATOR))} {{ activate = mocks.activate; inherit testHost; }} mocks.configs"
+        f"d = import {json.dumps(str(GENERATOR))} {{ activate = mocks.activate; inherit testHost; }} mocks.configs; "
+        "in if !introspect then d else d // { nodes = builtins.mapAttrs (_: n: n // { profiles = "
+        "builtins.mapAttrs (_: p: p // { path = p.path.introspection; }) n.profiles; }) d.nodes; }"
     )
     args = ["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr]
     args += ["--arg", "introspect", "true" if introspect else "false"]
@@ -100,9 +103,14 @@ def test_fleet_test_deploy_has_only_the_requested_host_with_only_the_test_profil
     assert list(nodes) == ["Beta"]
     profiles = nodes["Beta"]["profiles"]
     assert list(profiles) == ["test"]
-    assert profiles["test"]["profilePath"] == "/nix/var/nix/profiles/system"
+    # Never the system profile: its generations are what the boot loader offers.
+    assert profiles["test"]["profilePath"] == "/nix/var/nix/profiles/homelab-test"
     assert nodes["Beta"]["hostname"] == "beta.example"
     assert nodes["Beta"]["tempPath"] == "/var/lib/deploy-rs"
+
+
+def _activation_lines(script: str) -> list[str]:
+    return [line.strip() for line in script.splitlines() if line.strip() and not line.strip().startswith("#")]
 
 
 def test_fleet_test_profile_runs_switch_to_configuration_test_on_the_toplevel():
@@ -110,14 +118,43 @@ def test_fleet_test_profile_runs_switch_to_configuration_test_on_the_toplevel():
     assert path["kind"] == "custom"
     assert path["system"] == "x86_64-linux"
     assert path["base"] == "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-Beta"
-    activation = [line.strip() for line in path["script"].splitlines() if line.strip() and not line.strip().startswith("#")]
-    assert "$PROFILE/bin/switch-to-configuration test" in activation
+    activation = _activation_lines(path["script"])
+    assert '"$PROFILE"/bin/switch-to-configuration test' in activation
     assert not any("switch-to-configuration switch" in line or "switch-to-configuration boot" in line for line in activation)
-    assert path["dryActivate"].strip() == "$PROFILE/bin/switch-to-configuration dry-activate"
+    assert path["dryActivate"].strip() == '"$PROFILE"/bin/switch-to-configuration dry-activate'
     # `deploy --boot` on a test branch must fail instead of touching the boot loader.
     assert path["boot"] is not None
     assert "switch-to-configuration" not in path["boot"]
     assert "exit 1" in path["boot"]
+
+
+def _test_branch_scripts() -> dict:
+    expr = f"let s = import {json.dumps(str(REPO / 'lib' / 'test-branch-activation.nix'))} {{ }}; in s // {{ activate = s.activate \"@RETURN@\"; refuseBoot = s.refuseBoot \"@RETURN@\"; }}"
+    result = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_fleet_test_closure_carries_the_return_closure_its_rollback_runs():
+    """The generation deploy-rs's rollback runs is the return closure, referenced by the test
+    closure's own scripts (so nix copy brings it, and signing the closure signs it)."""
+    import hashlib
+
+    path = generated("Beta", introspect=True)["nodes"]["Beta"]["profiles"]["test"]["path"]
+    scripts = _test_branch_scripts()
+    return_closure = (
+        "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-activatable-"
+        + hashlib.md5(scripts["returnToPrevious"].encode()).hexdigest()
+    )
+    assert path["script"] == scripts["activate"].replace("@RETURN@", return_closure)
+    assert path["boot"] == scripts["refuseBoot"].replace("@RETURN@", return_closure)
+    assert scripts["testProfile"] == "/nix/var/nix/profiles/homelab-test"
+    # Not a system-profiles/<p> profile: systemd-boot-builder.py makes boot entries for those.
+    assert "system-profiles" not in scripts["testProfile"]
+    returning = _activation_lines(scripts["returnToPrevious"])
+    assert any(line.endswith("/bin/switch-to-configuration test") for line in returning)
+    assert not any("switch-to-configuration switch" in line or "switch-to-configuration boot" in line for line in returning)
 
 
 @pytest.mark.parametrize("host", ["Nope", "Template", "alpha"])
@@ -180,7 +217,8 @@ def mock_flake(tmp_path_factory) -> Path:
     fleet = root / "fleet"
     (fleet / "lib").mkdir(parents=True)
     shutil.copy(REPO / "flake.nix", fleet / "flake.nix")
-    for name in ["deploy-nodes.nix", "host-modules.nix", "fleet-hosts.nix", "scrape-targets.nix"]:
+    for name in ["deploy-nodes.nix", "test-branch-activation.nix", "host-modules.nix", "fleet-hosts.nix",
+                 "scrape-targets.nix"]:
         shutil.copy(REPO / "lib" / name, fleet / "lib" / name)
     shutil.copy(MOCKS, root / "mock-fleet.nix")
     for host in ["Alpha", "Beta", "Template"]:
@@ -237,7 +275,7 @@ def test_fleet_test_branch_command_sees_only_the_test_profile(mock_flake):
     deploy = _evaluated(result)
     assert list(deploy["nodes"]) == ["Beta"]
     assert list(deploy["nodes"]["Beta"]["profiles"]) == ["test"]
-    assert deploy["nodes"]["Beta"]["profiles"]["test"]["profilePath"] == "/nix/var/nix/profiles/system"
+    assert deploy["nodes"]["Beta"]["profiles"]["test"]["profilePath"] == "/nix/var/nix/profiles/homelab-test"
 
 
 def test_fleet_test_profile_is_missing_without_impure(mock_flake):
@@ -258,6 +296,21 @@ def test_fleet_host_lists_for_ci(mock_flake):
     everything = _evaluated(nix_eval(mock_flake, "nixosConfigurations", "builtins.attrNames", impure=False, test_host=None))
     assert deployable == ["Alpha", "Beta"]
     assert everything == ["Alpha", "Beta", "Template"], "only folders under hosts/ are hosts"
+
+
+def test_fleet_test_scripts_keep_the_return_closure_as_a_dependency():
+    """The return closure must travel with the test closure (nix copy, signing): the scripts
+    keep the derivation's string context, so the script files reference it."""
+    expr = (
+        'let d = derivation { name = "return-closure"; system = "x86_64-linux"; builder = "/bin/sh"; }; '
+        f"s = import {json.dumps(str(REPO / 'lib' / 'test-branch-activation.nix'))} {{ }}; "
+        "in map (script: builtins.attrNames (builtins.getContext script)) [ (s.activate d) (s.refuseBoot d) ]"
+    )
+    result = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    contexts = json.loads(result.stdout)
+    assert all(len(c) == 1 and c[0].endswith("-return-closure.drv") for c in contexts), contexts
 
 
 # --- hosts: what the flake adds to every host folder ------------------------------------------

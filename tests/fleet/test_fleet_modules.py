@@ -331,6 +331,73 @@ def test_fleet_harmonia_generates_its_key_before_starting():
     assert unit["serviceConfig"]["Type"] == "oneshot"
 
 
+def _keygen_script(tmp: Path) -> str:
+    """The key unit's script as the module writes it, for keys under `tmp`, with this host's
+    nix-store in place of the package's."""
+    module = (
+        "{ homelab.services.harmonia = { enable = true; keyName = \"cache-test-1\"; "
+        f"signKeyPaths = [ {json.dumps(str(tmp / 'var/lib/harmonia/signing-key.sec'))} ]; "
+        f"publicKeyFile = {json.dumps(str(tmp / 'var/lib/harmonia/signing-key.pub'))}; }}; }}"
+    )
+    expr = (
+        f"let lib = import {nix_path(nixpkgs_lib())}; "
+        f"r = import {nix_path(MODULE_EVAL)} {{ inherit lib; scriptsAsText = true; modules = [ {HOMELAB} {module} ]; }}; "
+        "in r.config.systemd.services.homelab-harmonia-keygen.serviceConfig.ExecStart"
+    )
+    result = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    nix_store = shutil.which("nix-store")
+    if nix_store is None:
+        pytest.skip("nix-store not found on PATH: the key unit's script runs it")
+    return json.loads(result.stdout).replace(
+        "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nix-2.28/bin/nix-store", nix_store
+    )
+
+
+def _readable_by_nobody(path: Path) -> bool:
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("reading as another user needs root and setpriv (util-linux)")
+    result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat", str(path)],
+                            capture_output=True, text=True, timeout=30)
+    return result.returncode == 0
+
+
+@pytest.mark.parametrize("umask", [0o077, 0o022], ids=["umask-077", "umask-022"])
+def test_fleet_harmonia_public_key_is_readable_by_everyone(tmp_path, umask):
+    tmp_path.chmod(0o755)
+    script = _keygen_script(tmp_path)
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60,
+                            preexec_fn=lambda: os.umask(umask))
+    assert result.returncode == 0, result.stderr
+    public = tmp_path / "var/lib/harmonia/signing-key.pub"
+    secret = tmp_path / "var/lib/harmonia/signing-key.sec"
+    assert public.read_text().startswith("cache-test-1:")
+    assert _readable_by_nobody(public), "the public key must be readable by others"
+    assert not _readable_by_nobody(secret), "the secret key must not"
+    assert secret.stat().st_mode & 0o077 == 0
+
+
+def test_fleet_harmonia_repairs_a_public_key_inside_a_private_directory(tmp_path):
+    """Keys an earlier version made: a 0700 directory (umask 077) holding both halves."""
+    tmp_path.chmod(0o755)
+    script = _keygen_script(tmp_path)
+    keys = tmp_path / "var/lib/harmonia"
+    keys.mkdir(parents=True)
+    (tmp_path / "var").chmod(0o700)
+    keys.chmod(0o700)
+    (keys / "signing-key.sec").write_text("secret")
+    (keys / "signing-key.sec").chmod(0o600)
+    (keys / "signing-key.pub").write_text("cache-test-1:AAAA")
+    (keys / "signing-key.pub").chmod(0o600)
+    assert not _readable_by_nobody(keys / "signing-key.pub")
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (keys / "signing-key.sec").read_text() == "secret", "an existing key is kept"
+    assert _readable_by_nobody(keys / "signing-key.pub")
+    assert not _readable_by_nobody(keys / "signing-key.sec")
+
+
 def test_fleet_harmonia_nginx_front_and_firewall():
     facts = evaluate([HOMELAB, """{ homelab.services.harmonia = { enable = true; openFirewall = true;
         nginx = { enable = true; serverName = "cache.example.lan"; }; }; }"""], """{

@@ -59,7 +59,7 @@ def test_the_target_node_is_a_deployable_uefi_host():
 
 
 def test_each_variant_changes_what_it_says():
-    facts = evaluate("""{
+    facts = evaluate(r"""{
       names = builtins.mapAttrs (_: v: v.config.environment.etc."ndh-variant".text) variants;
       v2Packages = map (p: p.name) variants.v2.config.environment.systemPackages;
       cutSsh = variants.cut-ssh.config.services.openssh;
@@ -73,8 +73,15 @@ def test_each_variant_changes_what_it_says():
       };
       v1SameAsBooted = variants.v1.config.environment.etc == config.environment.etc;
       v1Rules = builtins.length variants.v1.config.security.sudo.extraRules;
+      signed = {
+        trust = variants.signed-closures.config.homelab.users.deploy.trust;
+        keys = variants.signed-closures.config.homelab.users.deploy.closureSigningKeys;
+        v2Trust = variants.signed-v2.config.homelab.users.deploy.trust;
+        v2 = variants.signed-v2.config.environment.etc."ndh-variant".text;
+        ciKey = (import (/. + "@KEYS@")).ci.publicKey;
+      };
       assertions = builtins.mapAttrs (_: v: map (a: a.message) (builtins.filter (a: !a.assertion) v.config.assertions)) variants;
-    }""")
+    }""".replace("@KEYS@", str(REPO / "test" / "fleet" / "keys")))
     assert facts["names"]["v2"] == "v2" and facts["names"]["v1"] == "v1"
     assert facts["names"]["seed-deploy-user"] == "seed-deploy-user"
     assert facts["v2Packages"] == ["hello-2.12"]
@@ -88,6 +95,9 @@ def test_each_variant_changes_what_it_says():
     assert facts["seedUser"]["shell"].endswith("/bin/nologin") and facts["seedUser"]["rules"] == 2
     assert facts["v1SameAsBooted"]
     assert facts["v1Rules"] == 1, "the fixed module's single deploy rule"
+    assert facts["signed"]["trust"] == facts["signed"]["v2Trust"] == "signed-closures"
+    assert facts["signed"]["keys"] == [facts["signed"]["ciKey"]] and facts["signed"]["ciKey"].startswith("ndh-test-ci-1:")
+    assert facts["signed"]["v2"] == "signed-v2"
     assert all(messages == [] for messages in facts["assertions"].values()), facts["assertions"]
 
 

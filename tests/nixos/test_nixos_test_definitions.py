@@ -88,7 +88,7 @@ def test_a_test_branch_deploy_has_only_the_requested_node():
     assert list(out["deploy"]["nodes"]) == ["target-v2"]
     node = out["deploy"]["nodes"]["target-v2"]
     assert list(node["profiles"]) == ["test"]
-    assert node["profiles"]["test"]["profilePath"] == "/nix/var/nix/profiles/system"
+    assert node["profiles"]["test"]["profilePath"] == "/nix/var/nix/profiles/homelab-test"
 
 
 MOCK_INPUTS = """

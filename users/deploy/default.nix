@@ -54,10 +54,12 @@ in
 
         `signed-closures`: the user is not trusted; the daemon keeps `require-sigs` and accepts
         only paths signed by a key in `trusted-public-keys` (`closureSigningKeys`, plus the
-        fleet cache's key from `homelab.nixCache`). CI must sign what it builds, or the host
-        must substitute it from the signed cache. This protects the integrity of what gets
-        copied in; it does not make the user less than root, because of the activate-rs
-        sudo rule.
+        fleet cache's key from `homelab.nixCache`). deploy-rs copies paths of its own
+        (activatable-*, *-activate-path, *-activate-rs) that no cache has signed, so CI signs
+        every deployed closure: `ci/deploy-plan --signing-key-file <key> --exec sign`, the
+        deploy job's signing step when the CLOSURE_SIGNING_KEY_FILE variable is set. This
+        protects the integrity of what gets copied in; it does not make the user less than
+        root, because of the activate-rs sudo rule.
       '';
     };
 

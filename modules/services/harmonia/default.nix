@@ -43,18 +43,36 @@ let
     };
 
   # Unit that consumes the key: generate it before harmonia.service loads it as a credential.
+  # The secret is created under umask 077. The public half must stay readable by everyone
+  # (clients copy it into their configuration): its directory is created first under umask 022,
+  # and on every start the directories above it are made searchable and the file 0644, which
+  # also repairs keys an earlier version generated inside a 0700 directory.
   keygenScript = pkgs.writeShellScript "harmonia-keygen" ''
     set -eu
     secret=${lib.escapeShellArg firstKey}
     public=${lib.escapeShellArg cfg.publicKeyFile}
-    if [ -e "$secret" ]; then exit 0; fi
-    umask 077
-    mkdir -p "$(dirname "$secret")" "$(dirname "$public")"
-    ${config.nix.package}/bin/nix-store --generate-binary-cache-key \
-      ${lib.escapeShellArg cfg.keyName} "$secret.tmp" "$public.tmp"
-    chmod 0644 "$public.tmp"
-    mv "$public.tmp" "$public"
-    mv "$secret.tmp" "$secret"
+    if [ ! -e "$secret" ]; then
+      (umask 022; mkdir -p "$(dirname "$public")")
+      umask 077
+      mkdir -p "$(dirname "$secret")"
+      ${config.nix.package}/bin/nix-store --generate-binary-cache-key \
+        ${lib.escapeShellArg cfg.keyName} "$secret.tmp" "$public.tmp"
+      mv "$public.tmp" "$public"
+      mv "$secret.tmp" "$secret"
+    fi
+    if [ -e "$public" ]; then
+      chmod 0644 "$public"
+      dir=$(dirname "$public")
+      chmod a+rx "$dir"
+      while [ "$dir" != / ]; do
+        dir=$(dirname "$dir")
+        if [ ! -d "$dir" ]; then break; fi
+        case $(stat -c %A "$dir") in
+          *x) ;;
+          *) chmod a+x "$dir" ;;
+        esac
+      done
+    fi
   '';
 in
 {
@@ -91,7 +109,10 @@ in
     publicKeyFile = mkOption {
       type = types.str;
       default = "/var/lib/homelab-harmonia/signing-key.pub";
-      description = "Where a generated key's public half is written (world-readable).";
+      description = ''
+        Where a generated key's public half is written. It is readable by everyone: the file is
+        0644 and every directory above it searchable (fixed on each start of the key unit).
+      '';
     };
 
     port = mkOption {

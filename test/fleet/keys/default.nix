@@ -2,6 +2,8 @@
 # world-readable Nix store: never trust `ndh-test-cache-1` anywhere but in test VMs.
 #   cache.secretFile   Harmonia's signing key on the `cache` node
 #   cache.publicKey    what the targets trust (homelab.nixCache.publicKey)
+#   ci.secretFile      the CI closure-signing key, on the deployer (ci/deploy-plan --exec sign)
+#   ci.publicKey       what targets in trust = "signed-closures" mode trust
 #   untrustedPublicKey a key nobody signs with: trusting only it must make a target refuse the
 #                      cache's paths (the cache-pull scenario)
 #   targetHostPublicKey
@@ -19,6 +21,10 @@ in
   cache = {
     secretFile = ./cache-signing-key.sec;
     publicKey = line ./cache-signing-key.pub;
+  };
+  ci = {
+    secretFile = ./ci-signing-key.sec;
+    publicKey = line ./ci-signing-key.pub;
   };
   untrustedPublicKey = line ./untrusted-key.pub;
   targetHostPublicKey = ./target-host-ed25519.pub;

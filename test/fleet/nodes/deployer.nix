@@ -49,9 +49,11 @@ in
     flake-registry = "";
   };
 
-  # The deploy key as root's default identity (ssh and nix copy pick it up).
+  # The deploy key as root's default identity (ssh and nix copy pick it up), and the CI
+  # closure-signing key where the signed-closures scenario passes it to ci/deploy-plan's sign.
   system.activationScripts.ndh-deploy-key = ''
     install -D -m 0600 ${snakeOil.snakeOilPrivateKey} /root/.ssh/id_ecdsa
+    install -D -m 0600 ${(import ../keys).ci.secretFile} /root/ci-signing-key.sec
   '';
 
   systemd.services.ndh-fleet = {

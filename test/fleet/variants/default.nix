@@ -14,4 +14,6 @@
   seed-shell = ./seed-shell.nix; # a nologin shell for the deploy user
   secret-a = ./secret-a.nix; # a sops-nix secret (A) for the fixed test host key
   secret-b-failing = ./secret-b-failing.nix; # another secret (B), and a unit that fails: auto rollback
+  signed-closures = ./signed-closures.nix; # the deploy user untrusted: only signed paths get in
+  signed-v2 = ./signed-v2.nix; # v2 in that mode: needs the CI signature
 }
