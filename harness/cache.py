@@ -16,7 +16,7 @@ import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from harness.nixos import ShellMachine
+from harness.vm.guest import ShellMachine
 
 NIX = "nix --extra-experimental-features nix-command"
 STORE_DIR = "/nix/store"

@@ -28,8 +28,8 @@ from harness.deploy_log import (  # noqa: F401  (re-exported: scenarios import t
     parse_deploy_log,
     strip_ansi,
 )
-from harness.nixos import ShellMachine
-from harness.vm.errors import CommandTimeout
+from harness.vm.guest import ShellMachine
+from harness.vm import CommandTimeout
 
 __all__ = [
     "DEFAULT_TIMEOUT", "GUEST_KILLED_EXIT", "GUEST_TIMEOUT_EXIT", "HOST_TIMEOUT_MARGIN", "KILL_GRACE",

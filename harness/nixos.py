@@ -51,13 +51,13 @@ from harness.nixos_boot import (  # noqa: F401
     parse_entry,
 )
 from harness.nixos_probe import _probe_script, parse_probe_output  # noqa: F401
+from harness.vm.guest import ShellMachine
 from harness.nixos_state import (  # noqa: F401
     EFI_VARIABLES,
     SYSTEMD_BOOT_GUID,
     Generation,
     NixosPaths,
     NixosProbeError,
-    ShellMachine,
     SystemState,
 )
 

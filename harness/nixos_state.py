@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol
+from typing import Mapping
 
 from harness.nixos_boot import (
     NO_GENERATION,
@@ -22,19 +22,6 @@ from harness.nixos_boot import (
 # systemd-boot's vendor GUID: its EFI variables are <Name>-<GUID> under efivarfs.
 SYSTEMD_BOOT_GUID = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
 EFI_VARIABLES = ("LoaderEntryOneShot", "LoaderEntryDefault", "LoaderEntryLastBooted")
-
-
-class ShellMachine(Protocol):
-    """What the probes, the deploy runner and the cache helpers need from a machine.
-
-    harness.vm.machine.Machine provides it: `execute` runs a shell command (in a subshell) and
-    returns (exit status, stdout); stderr goes to the serial log. When `timeout` seconds pass
-    it raises harness.vm.errors.CommandTimeout (other implementations: TimeoutError).
-    """
-
-    name: str
-
-    def execute(self, command: str, *, timeout: float | None = ...) -> tuple[int, str]: ...
 
 
 class NixosProbeError(RuntimeError):

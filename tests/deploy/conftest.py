@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deploy_testlib import LocalShell, StorePaths
+from support import HostShell
+from deploy_testlib import StorePaths
 
 
 @pytest.fixture
@@ -22,8 +23,8 @@ def scratch() -> Iterator[Path]:
 
 
 @pytest.fixture
-def host_shell(scratch: Path) -> Iterator[LocalShell]:
-    shell = LocalShell("host", scratch / "shell-stderr.log")
+def host_shell(scratch: Path) -> Iterator[HostShell]:
+    shell = HostShell("host", scratch / "shell-stderr.log")
     yield shell
     shell.cleanup()
 

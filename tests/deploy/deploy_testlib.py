@@ -1,99 +1,19 @@
 """Test helpers for the nix / nixos / deploy / cache layer tests (imported by conftest and
 tests; a unique module name so it cannot clash with other test directories' helpers).
 
-`LocalShell` is the host's real bash behind the engine Machine's interface (execute/succeed,
-stdout only, stderr elsewhere): not a mock, the same commands run, only on the host.
+The host's real bash behind a machine's verbs is `support.HostShell`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import signal
 import subprocess
-from pathlib import Path
 
-import pytest
-
-from harness.vm.errors import CommandFailed, CommandTimeout
-
-
-class LocalShell:
-    """Runs commands with `bash -c` on the host, the way Machine runs them in a guest.
-
-    Each command gets its own session, so a timeout (and `cleanup`) can end everything it
-    started, including background children that outlive it, by session id.
-    """
-
-    def __init__(self, name: str, stderr_log: Path, env: dict[str, str] | None = None) -> None:
-        self.name = name
-        self.stderr_log = stderr_log
-        self.env = env
-        self.commands: list[str] = []
-        self._sessions: list[int] = []
-
-    def execute(self, command: str, *, timeout: float | None = None) -> tuple[int, str]:
-        self.commands.append(command)
-        with open(self.stderr_log, "ab") as stderr:
-            process = subprocess.Popen(
-                # Strict, like the NixOS test driver frames commands: `set -euo pipefail`.
-                ["/bin/bash", "-c", f"set -euo pipefail; {command}"],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                env=self.env,
-                start_new_session=True,
-            )
-            self._sessions.append(process.pid)
-            try:
-                out, _ = process.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                _kill_session(process.pid)
-                process.communicate()
-                # The engine's exception, so callers see what a VM would raise.
-                raise CommandTimeout(
-                    self.name, f"command `{command}` did not finish within {timeout} s"
-                ) from None
-        return process.returncode, out.decode(errors="replace")
-
-    def cleanup(self) -> None:
-        """End whatever the commands left running (e.g. an orphaned background child)."""
-        for session in self._sessions:
-            _kill_session(session)
-
-    def succeed(self, *commands: str, timeout: float | None = None) -> str:
-        output = ""
-        for command in commands:
-            status, out = self.execute(command, timeout=timeout)
-            if status != 0:
-                raise CommandFailed(
-                    self.name, f"command `{command}` failed (exit code {status})", status, out
-                )
-            output += out
-        return output
+from support import require
 
 
 def require_nix() -> None:
-    for tool in ("nix", "nix-store", "nix-env"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed on this host: the real-Nix tests need it")
-
-
-def _kill_session(session: int) -> None:
-    """SIGKILL every process whose session id is `session` (processes this shell started)."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                # Fields after the ")" that ends the command name: state ppid pgrp session ...
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == session:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry), signal.SIGKILL)
+    require("nix", "nix-store", "nix-env", package="nix-bin")
 
 
 class StorePaths:

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deploy_testlib import LocalShell, StorePaths, require_nix
+from support import HostShell
+from deploy_testlib import StorePaths, require_nix
 
 from harness import cache, nix
 
@@ -70,7 +71,7 @@ def unsigned_path(scratch: Path, store_paths: StorePaths) -> str:
 
 
 @pytest.fixture
-def signing_key(host_shell: LocalShell, scratch: Path) -> cache.SigningKey:
+def signing_key(host_shell: HostShell, scratch: Path) -> cache.SigningKey:
     return cache.generate_signing_key(
         host_shell, "harness-test-cache-1", str(scratch / "cache.sk"), str(scratch / "cache.pk")
     )
@@ -78,7 +79,7 @@ def signing_key(host_shell: LocalShell, scratch: Path) -> cache.SigningKey:
 
 @pytest.fixture
 def served_cache(
-    host_shell: LocalShell,
+    host_shell: HostShell,
     scratch: Path,
     signing_key: cache.SigningKey,
     unsigned_path: str,
@@ -98,7 +99,7 @@ def test_generated_key_has_the_name_and_a_public_half(signing_key: cache.Signing
 
 
 def test_signing_adds_the_keys_signature(
-    host_shell: LocalShell, signing_key: cache.SigningKey, unsigned_path: str
+    host_shell: HostShell, signing_key: cache.SigningKey, unsigned_path: str
 ) -> None:
     before = cache.path_signatures(host_shell, [unsigned_path])
     assert not cache.signed_by(before[unsigned_path], signing_key)
@@ -112,7 +113,7 @@ def test_signing_adds_the_keys_signature(
 
 
 def test_trusted_key_pull_is_accepted_and_keeps_the_signature(
-    host_shell: LocalShell,
+    host_shell: HostShell,
     scratch: Path,
     signing_key: cache.SigningKey,
     unsigned_path: str,
@@ -134,7 +135,7 @@ def test_trusted_key_pull_is_accepted_and_keeps_the_signature(
 
 
 def test_untrusted_key_pull_is_refused(
-    host_shell: LocalShell,
+    host_shell: HostShell,
     scratch: Path,
     unsigned_path: str,
     served_cache: str,
@@ -185,7 +186,7 @@ def test_path_info_json_of_newer_nix_is_understood() -> None:
     }
 
 
-def test_failed_command_names_the_node(host_shell: LocalShell, scratch: Path) -> None:
+def test_failed_command_names_the_node(host_shell: HostShell, scratch: Path) -> None:
     with pytest.raises(
         cache.CacheError, match=r"copying 1 path\(s\) to .* failed on host"
     ) as caught:

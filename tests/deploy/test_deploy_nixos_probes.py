@@ -3,7 +3,7 @@
 Toplevel-like store paths (a directory with kernel and initrd symlinks, like a NixOS system)
 are added with `nix-store --add`, generations are made with `nix-env -p <root>/.../system
 --set`, and /run/current-system, /run/booted-system and loader.conf are faked under a temp root.
-The probes run through LocalShell: real bash, real readlink, real profile links.
+The probes run through HostShell: real bash, real readlink, real profile links.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from deploy_testlib import LocalShell, StorePaths, require_nix
+from support import HostShell
+from deploy_testlib import StorePaths, require_nix
 
 from harness import nixos
 from harness.nixos import NixosPaths, NixosProbeError
@@ -124,7 +125,7 @@ def _loader(entry: str) -> str:
 
 
 def test_generations_are_listed_with_their_store_paths(
-    systems: FakeSystems, three_generations: dict[str, str], host_shell: LocalShell
+    systems: FakeSystems, three_generations: dict[str, str], host_shell: HostShell
 ) -> None:
     state = nixos.probe_system(host_shell, systems.paths)
     assert [g.number for g in state.generations] == [1, 2, 3]
@@ -140,7 +141,7 @@ def test_generations_are_listed_with_their_store_paths(
 
 
 def test_current_and_booted_generations(
-    systems: FakeSystems, three_generations: dict[str, str], host_shell: LocalShell
+    systems: FakeSystems, three_generations: dict[str, str], host_shell: HostShell
 ) -> None:
     systems.link(systems.paths.current_system, three_generations["top2"])
     systems.link(systems.paths.booted_system, three_generations["top1"])
@@ -152,7 +153,7 @@ def test_current_and_booted_generations(
 
 
 def test_generation_sharing_a_store_path_resolves_to_the_highest(
-    systems: FakeSystems, three_generations: dict[str, str], host_shell: LocalShell
+    systems: FakeSystems, three_generations: dict[str, str], host_shell: HostShell
 ) -> None:
     systems.set_generation(three_generations["top2"])  # generation 4 = same path as 2
     systems.link(systems.paths.current_system, three_generations["top2"])
@@ -162,7 +163,7 @@ def test_generation_sharing_a_store_path_resolves_to_the_highest(
 
 
 def test_system_not_in_any_generation_is_minus_one(
-    systems: FakeSystems, three_generations: dict[str, str], host_shell: LocalShell
+    systems: FakeSystems, three_generations: dict[str, str], host_shell: HostShell
 ) -> None:
     [stray] = systems.toplevels({"stray": (three_generations["k1"], three_generations["i1"])})
     systems.link(systems.paths.current_system, stray)
@@ -174,9 +175,9 @@ def test_system_not_in_any_generation_is_minus_one(
 
 
 def test_fresh_machine_without_a_system_profile(
-    systems: FakeSystems, host_shell: LocalShell
+    systems: FakeSystems, host_shell: HostShell
 ) -> None:
-    # DESIGN.md §5: a test VM may have no system profile before the first `nix-env --set`.
+    # docs/nixos-facts.md: a test VM may have no system profile before the first `nix-env --set`.
     state = nixos.probe_system(host_shell, systems.paths)
     assert state.generations == ()
     assert state.newest_generation == -1
@@ -185,7 +186,7 @@ def test_fresh_machine_without_a_system_profile(
 
 
 def test_boot_default_falls_back_to_the_profile_link(
-    systems: FakeSystems, three_generations: dict[str, str], host_shell: LocalShell
+    systems: FakeSystems, three_generations: dict[str, str], host_shell: HostShell
 ) -> None:
     default = nixos.boot_default_generation(host_shell, systems.paths)
     assert (default.number, default.source) == (3, "profile-link")
@@ -197,7 +198,7 @@ def test_boot_default_falls_back_to_the_profile_link(
 
 
 def test_boot_default_comes_from_loader_conf_when_present(
-    systems: FakeSystems, three_generations: dict[str, str], host_shell: LocalShell
+    systems: FakeSystems, three_generations: dict[str, str], host_shell: HostShell
 ) -> None:
     # A `--boot`-style state: the profile says 3, systemd-boot's default says 2.
     systems.entries_for(three_generations)
@@ -210,7 +211,7 @@ def test_boot_default_comes_from_loader_conf_when_present(
 
 
 def test_loader_conf_without_final_newline_is_read(
-    systems: FakeSystems, three_generations: dict[str, str], host_shell: LocalShell
+    systems: FakeSystems, three_generations: dict[str, str], host_shell: HostShell
 ) -> None:
     systems.entries_for(three_generations)
     systems.loader_conf("timeout 5\ndefault nixos-generation-1.conf")
@@ -220,7 +221,7 @@ def test_loader_conf_without_final_newline_is_read(
 
 
 def test_loader_conf_naming_no_entry_gives_an_unknown_boot_default(
-    systems: FakeSystems, three_generations: dict[str, str], host_shell: LocalShell
+    systems: FakeSystems, three_generations: dict[str, str], host_shell: HostShell
 ) -> None:
     # The exporter's rule: the answer comes from the entry file, never from the name alone.
     systems.loader_conf(_loader("nixos-generation-2.conf"))
@@ -273,7 +274,7 @@ def test_glob_choice_takes_the_newest_entry_of_the_system_profile() -> None:
 
 
 def test_reboot_pending_follows_kernel_of_the_boot_default(
-    systems: FakeSystems, three_generations: dict[str, str], host_shell: LocalShell
+    systems: FakeSystems, three_generations: dict[str, str], host_shell: HostShell
 ) -> None:
     systems.link(systems.paths.booted_system, three_generations["top1"])
     systems.link(systems.paths.current_system, three_generations["top1"])
@@ -290,7 +291,7 @@ def test_reboot_pending_follows_kernel_of_the_boot_default(
 
 
 def test_reboot_pending_without_booted_system_says_why(
-    systems: FakeSystems, three_generations: dict[str, str], host_shell: LocalShell
+    systems: FakeSystems, three_generations: dict[str, str], host_shell: HostShell
 ) -> None:
     state = nixos.probe_system(host_shell, systems.paths)
     with pytest.raises(NixosProbeError, match=r"host: .*booted-system does not resolve"):
@@ -298,7 +299,7 @@ def test_reboot_pending_without_booted_system_says_why(
 
 
 def test_reboot_pending_with_a_deleted_boot_generation_says_why(
-    systems: FakeSystems, three_generations: dict[str, str], host_shell: LocalShell
+    systems: FakeSystems, three_generations: dict[str, str], host_shell: HostShell
 ) -> None:
     systems.link(systems.paths.booted_system, three_generations["top1"])
     systems.loader_conf(_loader("nixos-generation-9.conf"))
@@ -310,7 +311,7 @@ def test_reboot_pending_with_a_deleted_boot_generation_says_why(
 
 
 def test_dangling_generation_link_has_no_store_path(
-    systems: FakeSystems, three_generations: dict[str, str], host_shell: LocalShell
+    systems: FakeSystems, three_generations: dict[str, str], host_shell: HostShell
 ) -> None:
     missing = "/nix/store/00000000000000000000000000000000-gone"
     assert not os.path.exists(missing)
@@ -321,7 +322,7 @@ def test_dangling_generation_link_has_no_store_path(
 
 
 def test_probe_without_readlink_fails_loudly(systems: FakeSystems, scratch: Path) -> None:
-    bare = LocalShell("bare-node", scratch / "bare-stderr.log", env={"PATH": "/nonexistent"})
+    bare = HostShell("bare-node", scratch / "bare-stderr.log", env={"PATH": "/nonexistent"})
     with pytest.raises(NixosProbeError, match=r"bare-node: the state probe exited with 3"):
         nixos.probe_system(bare, systems.paths)
 
@@ -332,7 +333,7 @@ def test_incomplete_output_is_rejected() -> None:
 
 
 def test_boot_loader_reports_default_line_chosen_entry_and_every_entry(
-    systems: FakeSystems, three_generations: dict[str, str], host_shell: LocalShell
+    systems: FakeSystems, three_generations: dict[str, str], host_shell: HostShell
 ) -> None:
     systems.entries_for(three_generations)
     systems.loader_conf(_loader("nixos-generation-2.conf"))
@@ -351,7 +352,7 @@ def test_boot_loader_reports_default_line_chosen_entry_and_every_entry(
 
 
 def test_boot_loader_without_a_default_line_starts_the_newest_entry(
-    systems: FakeSystems, three_generations: dict[str, str], host_shell: LocalShell
+    systems: FakeSystems, three_generations: dict[str, str], host_shell: HostShell
 ) -> None:
     # deploy-rs's activate.nixos deletes the `default` line after every switch.
     systems.entries_for(three_generations)
@@ -363,14 +364,14 @@ def test_boot_loader_without_a_default_line_starts_the_newest_entry(
 
 
 def test_boot_loader_without_loader_conf_has_no_entries(
-    systems: FakeSystems, three_generations: dict[str, str], host_shell: LocalShell
+    systems: FakeSystems, three_generations: dict[str, str], host_shell: HostShell
 ) -> None:
     loader = nixos.probe_system(host_shell, systems.paths).boot_loader
     assert (loader.loader_conf_default, loader.default_entry, loader.entries) == (None, None, ())
 
 
 def test_test_profile_generations_say_when_a_test_branch_runs(
-    systems: FakeSystems, three_generations: dict[str, str], host_shell: LocalShell
+    systems: FakeSystems, three_generations: dict[str, str], host_shell: HostShell
 ) -> None:
     [testing] = systems.toplevels({"testing": (three_generations["k1"], three_generations["i1"])})
     _run("nix-env", "-p", f"{systems.paths.profiles_dir}/{systems.paths.test_profile_name}", "--set", testing)

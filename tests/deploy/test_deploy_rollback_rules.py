@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from deploy_testlib import LocalShell, StorePaths, require_nix
+from support import HostShell
+from deploy_testlib import StorePaths, require_nix
 
 from harness import nixos
 from harness.nixos import NixosPaths
@@ -223,7 +224,7 @@ class Machine:
         (self.root / "run" / "booted-system").symlink_to(starting)
 
     def state(self) -> nixos.SystemState:
-        shell = LocalShell("fake", self.workdir / "probe-stderr.log")
+        shell = HostShell("fake", self.workdir / "probe-stderr.log")
         return nixos.probe_system(shell, self.paths)
 
     def switches(self) -> list[str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import deploy_rs_logs as logs
 import pytest
-from deploy_testlib import LocalShell
+from support import HostShell
 
 from harness import deploy
 from harness.deploy import DeployError, DeployOptions, run_deploy
@@ -68,7 +68,7 @@ def stand_in(scratch: Path) -> StandIn:
 
 @pytest.fixture
 def deployer(scratch: Path, stand_in: StandIn):
-    shell = LocalShell(
+    shell = HostShell(
         "deployer", scratch / "deployer-stderr.log", env={"PATH": f"{stand_in.bin}:/usr/bin:/bin"}
     )
     yield shell
@@ -76,7 +76,7 @@ def deployer(scratch: Path, stand_in: StandIn):
 
 
 def test_success_log_is_read_from_the_file_and_parsed(
-    deployer: LocalShell, stand_in: StandIn, scratch: Path
+    deployer: HostShell, stand_in: StandIn, scratch: Path
 ) -> None:
     stand_in.install(logs.success(True), status=0)
     log_path = scratch / "deploy.log"
@@ -89,7 +89,7 @@ def test_success_log_is_read_from_the_file_and_parsed(
 
 
 def test_failure_status_and_rollback_claim(
-    deployer: LocalShell, stand_in: StandIn, scratch: Path
+    deployer: HostShell, stand_in: StandIn, scratch: Path
 ) -> None:
     stand_in.install(logs.auto_rollback(False), status=1)
     result = run_deploy(deployer, ".#target", log_path=str(scratch / "deploy.log"), timeout=30)
@@ -98,9 +98,9 @@ def test_failure_status_and_rollback_claim(
 
 
 def test_orphaned_child_holding_output_does_not_block(
-    deployer: LocalShell, stand_in: StandIn, scratch: Path
+    deployer: HostShell, stand_in: StandIn, scratch: Path
 ) -> None:
-    # deploy exits 1 while a child keeps stdout/stderr open for 30 s (DESIGN.md §6).
+    # deploy exits 1 while a child keeps stdout/stderr open for 30 s (docs/deploy-rs-facts.md).
     stand_in.install(logs.magic_rollback(False), status=1)
     deployer.env = {**deployer.env, "STAND_IN_MODE": "orphan"}
     started = time.monotonic()
@@ -114,7 +114,7 @@ def test_orphaned_child_holding_output_does_not_block(
 
 
 def test_options_env_and_nix_args_are_quoted(
-    deployer: LocalShell, stand_in: StandIn, scratch: Path
+    deployer: HostShell, stand_in: StandIn, scratch: Path
 ) -> None:
     stand_in.install(logs.boot(False), status=0)
     workdir = scratch / "fleet dir"
@@ -166,7 +166,7 @@ def test_options_env_and_nix_args_are_quoted(
 
 
 def test_several_targets_use_targets_flag(
-    deployer: LocalShell, stand_in: StandIn, scratch: Path
+    deployer: HostShell, stand_in: StandIn, scratch: Path
 ) -> None:
     stand_in.install(logs.dry_activate(False), status=0)
     result = run_deploy(
@@ -182,7 +182,7 @@ def test_several_targets_use_targets_flag(
 
 
 def test_deployer_side_timeout_gives_timed_out(
-    deployer: LocalShell, stand_in: StandIn, scratch: Path
+    deployer: HostShell, stand_in: StandIn, scratch: Path
 ) -> None:
     stand_in.install(logs.success(False), status=0)
     deployer.env = {**deployer.env, "STAND_IN_MODE": "hang"}
@@ -193,7 +193,7 @@ def test_deployer_side_timeout_gives_timed_out(
 
 
 def test_a_deploy_that_ignores_sigterm_is_killed_and_counts_as_timed_out(
-    deployer: LocalShell, stand_in: StandIn, scratch: Path, monkeypatch: pytest.MonkeyPatch
+    deployer: HostShell, stand_in: StandIn, scratch: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(deploy, "KILL_GRACE", 1)
     stand_in.install(logs.success(False), status=0)
@@ -203,7 +203,7 @@ def test_a_deploy_that_ignores_sigterm_is_killed_and_counts_as_timed_out(
 
 
 def test_host_side_timeout_raises_deploy_error(
-    deployer: LocalShell, stand_in: StandIn, scratch: Path, monkeypatch: pytest.MonkeyPatch
+    deployer: HostShell, stand_in: StandIn, scratch: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Make the host give up before the deployer-side `timeout` fires: a stuck shell.
     monkeypatch.setattr(deploy, "HOST_TIMEOUT_MARGIN", -1.5)
@@ -214,7 +214,7 @@ def test_host_side_timeout_raises_deploy_error(
 
 
 def test_missing_deploy_binary(scratch: Path) -> None:
-    shell = LocalShell("deployer", scratch / "stderr.log", env={"PATH": "/usr/bin:/bin"})
+    shell = HostShell("deployer", scratch / "stderr.log", env={"PATH": "/usr/bin:/bin"})
     try:
         with pytest.raises(DeployError, match=r"`deploy` could not be started on deployer"):
             run_deploy(shell, ".#target", log_path=str(scratch / "deploy.log"), timeout=30)
@@ -223,7 +223,7 @@ def test_missing_deploy_binary(scratch: Path) -> None:
 
 
 def test_missing_workdir_is_a_runner_error(
-    deployer: LocalShell, stand_in: StandIn, scratch: Path
+    deployer: HostShell, stand_in: StandIn, scratch: Path
 ) -> None:
     stand_in.install(logs.success(False), status=0)
     with pytest.raises(DeployError, match="could not run deploy on deployer"):
@@ -247,7 +247,7 @@ def test_bad_env_name_is_refused() -> None:
 
 
 def test_each_run_gets_its_own_log_file(
-    deployer: LocalShell, stand_in: StandIn, scratch: Path, monkeypatch: pytest.MonkeyPatch
+    deployer: HostShell, stand_in: StandIn, scratch: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A previous run's orphaned `wait` ssh may still write into its log: never reuse it.
     monkeypatch.setattr(deploy, "LOG_DIR", str(scratch))

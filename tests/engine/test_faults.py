@@ -17,7 +17,7 @@ from harness.vm import (
     MachineStartError,
 )
 from engine_fleets import PAIR, SOLO
-from engine_procs import processes_mentioning
+from support import processes_mentioning
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine_procs import processes_mentioning
+from support import processes_mentioning
 
 FLEET_HEADER = """
 import os, signal, time
@@ -85,9 +85,9 @@ def test_module_scoped_fleet_is_gone_after_its_module(child):
         """,
         "test_c2.py": """
         def test_first_fleet_released():
-            from engine_procs import processes_mentioning
+            from support import processes_mentioning
             assert processes_mentioning(os.environ["NDH_STATE_DIR"]) == []
-        """}, "-o", f"pythonpath={Path(__file__).parent}")
+        """}, "-o", f"pythonpath={Path(__file__).parents[1]}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert leftovers == []
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from support import require
+
 REPO = Path(__file__).resolve().parents[2]
 MONITORING = REPO / "modules" / "services" / "monitoring"
 RULES = MONITORING / "generation-alerts.nix"
@@ -17,15 +19,10 @@ UNIT_TESTS = MONITORING / "generation-alerts.test.yml"
 ALERTS = {"NixosRebootPending", "NixosTestDeploymentActive", "NixosConfigurationOld"}
 
 
-def require(tool: str, package: str) -> None:
-    if shutil.which(tool) is None:
-        pytest.skip(f"{tool} not found on PATH: install Debian's {package} (ci/bootstrap does)")
-
-
 def render(directory: Path, arguments: str = "") -> Path:
     """generation-alerts.nix with `arguments` as a rule file (JSON, which is YAML), next to a
     copy of the promtool unit tests."""
-    require("nix-instantiate", "nix-bin")
+    require("nix-instantiate", package="nix-bin")
     result = subprocess.run(
         ["nix-instantiate", "--eval", "--strict", "--json", "--expr",
          f"import (/. + {json.dumps(str(RULES))}) {{ {arguments} }}"],
@@ -39,7 +36,7 @@ def render(directory: Path, arguments: str = "") -> Path:
 
 
 def promtool(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    require("promtool", "prometheus")
+    require("promtool", package="prometheus")
     return subprocess.run(["promtool", *args], cwd=directory, capture_output=True, text=True, timeout=120)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 from test_fleet_modules import HOMELAB, HOSTS, REPO, evaluate, evaluate_fleet, nix_path, run

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from nixos_testlib import Root, Store, require
+from nixos_testlib import Root, Store
+from support import require
 
 
 @pytest.fixture

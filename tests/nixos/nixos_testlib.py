@@ -3,12 +3,10 @@ test helpers by their base name)."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
 
-import pytest
 
 from harness.nixos import SYSTEMD_BOOT_GUID, NixosPaths
 
@@ -16,30 +14,10 @@ REPO = Path(__file__).resolve().parents[2]
 EXPORTER = REPO / "modules" / "services" / "monitoring" / "generation-exporter.sh"
 
 
-def require(*tools: str) -> None:
-    for tool in tools:
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed on this host: this test needs it")
-
-
 def run(*argv: str) -> str:
     result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"{' '.join(argv)} failed:\n{result.stderr}"
     return result.stdout.strip()
-
-
-class HostShell:
-    """The host's bash behind a machine's `execute` (strict mode, like the test driver)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def execute(self, command: str, timeout: float | None = None) -> tuple[int, str]:
-        done = subprocess.run(
-            ["bash", "-c", f"set -euo pipefail; {command}"],
-            capture_output=True, text=True, timeout=timeout,
-        )
-        return done.returncode, done.stdout
 
 
 class Store:

@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from nixos_testlib import require
+from support import require
 
 from harness import nix
 from harness.fleet import FleetSpec, NodeSpec

@@ -11,7 +11,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from nixos_testlib import HostShell, require
+from support import HostShell
+from support import require
 
 from harness import nixos
 

@@ -5,7 +5,8 @@ a `default` line, hash-named and boot-counted entries, EFI variables)."""
 from __future__ import annotations
 
 import pytest
-from nixos_testlib import HostShell, require
+from support import HostShell
+from support import require
 
 from harness import nixos
 

@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from nixos_testlib import REPO, require
+from nixos_testlib import REPO
+from support import require
 
 SCENARIO_FILES = [
     "test_switch.py", "test_test_branch.py", "test_magic_rollback.py", "test_auto_rollback.py",

@@ -10,7 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from nixos_testlib import REPO, require
+from nixos_testlib import REPO
+from support import require
 
 HERE = Path(__file__).resolve().parent
 

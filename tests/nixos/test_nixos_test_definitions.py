@@ -9,7 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from nixos_testlib import REPO, require
+from nixos_testlib import REPO
+from support import require
 
 FLEET = REPO / "test" / "fleet"
 ISSUE_VARIANTS = {"v1", "v2", "cut-ssh", "failing-activation", "new-initrd", "seed-deploy-user"}

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from support import require
 import ssh_to_age
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,17 +21,12 @@ TEST_KEY = REPO / "test" / "fleet" / "keys" / "target-host-ed25519"
 HOSTS = sorted(p.name for p in (REPO / "hosts").iterdir() if p.is_dir())
 
 
-def require(tool: str, package: str) -> None:
-    if shutil.which(tool) is None:
-        pytest.skip(f"{tool} not found on PATH: install Debian's {package} (ci/bootstrap does)")
-
-
 def run(*argv: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(argv, input=input, capture_output=True, timeout=60)
 
 
 def age_encrypt(recipients: list[str], plaintext: bytes) -> bytes:
-    require("age", "age")
+    require("age", package="age")
     args = ["age", "--encrypt"]
     for recipient in recipients:
         args += ["-r", recipient]
@@ -44,7 +40,7 @@ def age_decrypt(identity: Path, ciphertext: bytes) -> subprocess.CompletedProces
 
 
 def ssh_keypair(directory: Path, name: str) -> Path:
-    require("ssh-keygen", "openssh-client")
+    require("ssh-keygen", package="openssh-client")
     key = directory / name
     result = run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key))
     assert result.returncode == 0, result.stderr.decode()
@@ -65,7 +61,7 @@ def age_identity(directory: Path, ssh_private_key: Path) -> Path:
 def test_ssh_derived_identity_and_recipient_agree_with_age(tmp_path, attempt):
     """age-keygen -y computes the recipient of the identity derived from the private key: it
     must be the recipient derived from the public key (what .sops.yaml lists)."""
-    require("age-keygen", "age")
+    require("age-keygen", package="age")
     key = ssh_keypair(tmp_path, f"host-{attempt}")
     identity = age_identity(tmp_path, key)
     from_age = run("age-keygen", "-y", str(identity))
@@ -74,7 +70,7 @@ def test_ssh_derived_identity_and_recipient_agree_with_age(tmp_path, attempt):
 
 
 def test_ssh_to_age_refuses_other_key_types(tmp_path):
-    require("ssh-keygen", "openssh-client")
+    require("ssh-keygen", package="openssh-client")
     key = tmp_path / "rsa"
     assert run("ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", str(key)).returncode == 0
     with pytest.raises(ssh_to_age.KeyError_, match="ssh-ed25519"):
@@ -177,7 +173,7 @@ def test_sops_yaml_recipients_are_admins_and_hosts_only_never_ci():
     used = set().union(*(recipients(rule) for rule in rules))
     assert used == set(anchors.values()), "every listed key is used, every used key is listed"
     # The deploy keys (CI's DEPLOY_SSH_KEY among them) are SSH keys: none may be a recipient.
-    require("nix-instantiate", "nix-bin")
+    require("nix-instantiate", package="nix-bin")
     deploy_keys = json.loads(run("nix-instantiate", "--eval", "--strict", "--json",
                                  str(REPO / "hosts" / "deploy-keys.nix")).stdout)
     for key in deploy_keys:
