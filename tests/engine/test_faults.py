@@ -1,6 +1,8 @@
 """Faults give a clear error naming the machine and leave no process behind."""
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -148,3 +150,49 @@ def test_guest_panic_mid_command_with_reboot_allowed(fleet):
         alpha.execute("echo c > /proc/sysrq-trigger; sleep 60", timeout=120)
     # The rebooted guest's backdoor is usable again.
     assert alpha.succeed("echo after panic") == "after panic\n"
+
+
+FULL_DISK_CHILD = """
+import os, subprocess
+from harness.fleet import PRISTINE, Fleet, FleetSpec, NodeSpec
+from harness.vm import QMPError
+fleet = Fleet(FleetSpec("tiny", {"solo": NodeSpec(vlans=())}))
+try:
+    fleet.boot()
+    stat = os.statvfs(os.environ["NDH_STATE_DIR"])
+    free_mb = stat.f_bavail * stat.f_frsize // (1 << 20)
+    subprocess.run(["dd", "if=/dev/zero", "of=" + os.environ["NDH_STATE_DIR"] + "/filler", "bs=1M",
+                    "count=%d" % max(0, free_mb - 1)], capture_output=True)
+    try:
+        fleet.snapshot(PRISTINE)
+        print("RESULT snapshot taken")
+    except QMPError as exc:
+        print("RESULT", str(exc).replace(chr(10), " "))
+    print("COLD_BOOT", sorted(fleet.cold_boot))
+finally:
+    fleet.close()
+"""
+
+
+def test_a_full_disk_stops_the_snapshot_with_the_space_error(tmp_path):
+    """A tiny filesystem (tmpfs in a mount namespace of its own) as the state directory: savevm
+    cannot write, and that is an error that says so, not a switch to cold boots."""
+    state = Path(tempfile.mkdtemp(prefix="ndh-tinyfs-", dir="/tmp"))
+    script = tmp_path / "child.py"
+    script.write_text(FULL_DISK_CHILD)
+    try:
+        probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, text=True)
+        if probe.returncode != 0:
+            pytest.skip(f"cannot make a mount namespace for a tiny filesystem: {probe.stderr.strip()}")
+        done = subprocess.run(
+            ["unshare", "-m", "sh", "-c", f'mount -t tmpfs -o size=40m tmpfs "$1" && exec "$2" "$3"',
+             "sh", str(state), sys.executable, str(script)],
+            env=dict(os.environ, NDH_STATE_DIR=str(state)), capture_output=True, text=True, timeout=300,
+        )
+    finally:
+        leftovers = processes_mentioning(str(state))
+        shutil.rmtree(state, ignore_errors=True)
+    assert leftovers == []
+    assert "RESULT" in done.stdout, done.stdout + done.stderr
+    assert "could not write the snapshot" in done.stdout and "Is that filesystem full?" in done.stdout
+    assert "COLD_BOOT []" in done.stdout, "a full disk must not switch nodes to cold boots"
