@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
+from support import scratch_dir
 from cli_testlib import Cli, all_gone, require_console_script
 
 
@@ -15,7 +17,7 @@ from cli_testlib import Cli, all_gone, require_console_script
 def cli(request: pytest.FixtureRequest):
     require_console_script()
     # Short, in /tmp: unix socket paths in fleets must stay under 108 bytes.
-    fleets_dir = Path(tempfile.mkdtemp(prefix="ndh-cli-", dir="/tmp"))
+    fleets_dir = scratch_dir("cli")
     accel = request.config.getoption("--vm-accel")
     runner = Cli(fleets_dir, accel)
     try:

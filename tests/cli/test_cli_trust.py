@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
+from support import scratch_dir
 from cli_testlib import Cli, require_console_script
 
 from harness.vm.adopted import is_running, start_time
@@ -33,7 +35,7 @@ def make_cli(request: pytest.FixtureRequest):
     made = []
 
     def make() -> Cli:
-        made.append(Path(tempfile.mkdtemp(prefix="ndh-trust-", dir="/tmp")))
+        made.append(scratch_dir("trust"))
         return Cli(made[-1], request.config.getoption("--vm-accel"))
 
     yield make
@@ -101,7 +103,7 @@ def test_a_fleets_root_that_is_not_private_is_refused(make_cli, kind, tmp_path):
         cli.fleets_dir.chmod(0o750)
         expected = f"its mode is drwxr-x---, so others can enter it. To go on: `chmod 700 {cli.fleets_dir}`"
     else:
-        target = Path(tempfile.mkdtemp(prefix="ndh-trust-target-", dir="/tmp"))
+        target = scratch_dir("trust-target")
         cli.fleets_dir.rmdir()
         cli.fleets_dir.symlink_to(target)
         expected = "it is a symbolic link"
@@ -118,7 +120,7 @@ def test_a_fleets_root_that_is_not_private_is_refused(make_cli, kind, tmp_path):
 
 def test_a_fleet_directory_that_is_a_symlink_is_refused(make_cli):
     cli = make_cli()
-    elsewhere = Path(tempfile.mkdtemp(prefix="ndh-trust-elsewhere-", dir="/tmp"))
+    elsewhere = scratch_dir("trust-elsewhere")
     try:
         (cli.fleets_dir / "linked").symlink_to(elsewhere)
         for args in (("status",), ("down", "--all"), ("run", "--fleet", "linked", "alpha", "true")):

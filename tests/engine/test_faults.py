@@ -19,13 +19,13 @@ from harness.vm import (
     MachineStartError,
 )
 from engine_fleets import PAIR, SOLO
-from support import processes_mentioning
+from support import processes_mentioning, scratch_dir
 
 
 @pytest.fixture
 def state_dir():
     # Short, unique path: sockets live here, and leftovers are found by it.
-    path = Path(tempfile.mkdtemp(prefix="ndh-fault-", dir="/tmp"))
+    path = scratch_dir("fault")
     yield path
     leftovers = processes_mentioning(str(path))
     shutil.rmtree(path, ignore_errors=True)
@@ -177,7 +177,7 @@ finally:
 def test_a_full_disk_stops_the_snapshot_with_the_space_error(tmp_path):
     """A tiny filesystem (tmpfs in a mount namespace of its own) as the state directory: savevm
     cannot write, and that is an error that says so, not a switch to cold boots."""
-    state = Path(tempfile.mkdtemp(prefix="ndh-tinyfs-", dir="/tmp"))
+    state = scratch_dir("tinyfs")
     script = tmp_path / "child.py"
     script.write_text(FULL_DISK_CHILD)
     try:

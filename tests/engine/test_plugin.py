@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from support import processes_mentioning
+from support import processes_mentioning, scratch_dir
 
 FLEET_HEADER = """
 import os, signal, time
@@ -23,7 +23,7 @@ ONE = FleetSpec("child", {"node": NodeSpec(vlans=())})
 def child(pytester, monkeypatch):
     """Runs pytest in a subprocess (pytester) on the given test files, with fleets' state under a
     directory of its own; returns (the run, the processes it left)."""
-    state_root = Path(tempfile.mkdtemp(prefix="ndh-child-", dir="/tmp"))
+    state_root = scratch_dir("child")
     monkeypatch.setenv("NDH_STATE_DIR", str(state_root))
     monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
 

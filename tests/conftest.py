@@ -1,0 +1,52 @@
+"""The self-tests leave nothing in the temp directory. After the whole run (the xdist controller,
+once every worker has ended), no `ndh-*` directory may remain that this run made: a scratch
+directory with the run's token in its name, or a state directory of the harness whose owner
+(owner.json) has gone. A leftover fails the run and is named."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+import pytest
+
+from harness.vm.adopted import is_running
+from support.scratch import RUN_TOKEN_ENV, run_token
+
+TEMP = Path("/tmp")
+_BEFORE = pytest.StashKey[set]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # workers inherit the controller's token
+        os.environ[RUN_TOKEN_ENV] = secrets.token_hex(3)
+
+
+def _left_by_this_run(path: Path) -> bool:
+    if f"-{run_token()}-" in path.name:
+        return True
+    try:
+        owner = json.loads((path / "owner.json").read_text())
+    except (OSError, ValueError):
+        return False  # not a state directory of the harness, nor our scratch: another run's
+    return not is_running(owner.get("pid"), owner.get("start_time"))
+
+
+def _ndh_dirs() -> set[Path]:
+    return {p for p in TEMP.glob("ndh-*") if p.is_dir() and not p.is_symlink() and p.stat().st_uid == os.getuid()}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_BEFORE] = _ndh_dirs()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if hasattr(session.config, "workerinput") or _BEFORE not in session.config.stash:
+        return
+    left = sorted(p for p in _ndh_dirs() - session.config.stash[_BEFORE] if _left_by_this_run(p))
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        reporter.write_line(f"self-tests left {len(left)} director{'y' if len(left) == 1 else 'ies'} in {TEMP}: "
+                            + ", ".join(map(str, left)), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
