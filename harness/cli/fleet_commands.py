@@ -1,0 +1,157 @@
+"""`deploy-harness up`, `status`, `logs`, `down`: whole fleets."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from .. import accel as accel_mod
+from .. import fleet_specs, keep, state_dirs
+from ..boot_progress import BootProgress
+from ..fleet import PRISTINE, Fleet
+from ..vm import MachineError, console
+from .errors import EXIT_ERROR, CliError
+
+
+# -- up -------------------------------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    spec = fleet_specs.load(args.spec)
+    name = keep.check_name(args.name or keep.dir_name_for(spec.name))
+    if name != spec.name:
+        spec = dataclasses.replace(spec, name=name)
+    try:
+        choice = accel_mod.resolve(args.accel)
+    except Exception as exc:
+        raise CliError(f"cannot choose an accelerator: {exc}") from exc
+    print(f"accelerator: {choice.name} ({choice.reason})", flush=True)
+    directory = keep.claim(name, origin="deploy-harness up")
+    progress = BootProgress(directory, sorted(spec.nodes))
+    fleet = Fleet(
+        spec, accel=choice.name, base_dir=directory, keep=True,
+        boot_timeout=args.boot_timeout, progress=progress.say,
+    )
+    try:
+        try:
+            with progress:
+                fleet.boot()
+        except Exception as exc:  # the image or the VMs: a message for the user, not a bug
+            raise CliError(f"fleet {name} did not boot: {type(exc).__name__}: {exc}") from exc
+        try:
+            fleet.snapshot(PRISTINE)
+            # Nodes QEMU cannot snapshot (9p shares, docs/nixos-facts.md) are listed, not fatal.
+            refused = getattr(fleet, "cold_boot", {})
+            pristine = f"snapshot {PRISTINE} of every node taken: `restore NODE {PRISTINE}` goes back to it"
+            if refused:
+                pristine = f"no {PRISTINE} snapshot of " + "; ".join(f"{n} ({why})" for n, why in sorted(refused.items()))
+        except MachineError as exc:
+            pristine = f"no {PRISTINE} snapshot: {str(exc).splitlines()[0]}"
+        kept = keep.KeptFleet(fleet, origin="deploy-harness up")
+        kept.let_go()
+    except BaseException:
+        keep.stop_fleet(directory)  # also the VLAN switches, which run as daemons
+        raise
+    print(pristine)
+    print("\n".join(keep.how_to_attach(name, spec.nodes, directory)))
+    return 0
+
+
+# -- status, logs, down ---------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    records = [keep.find(args.fleet)] if args.fleet else keep.all_fleets()
+    if not records:
+        print(f"no fleet is running (none in {keep.fleets_root()}); start one with `deploy-harness up`")
+        return EXIT_ERROR
+    any_running = False
+    for record in records:
+        health = record.health()
+        any_running |= health.usable
+        detail = f": {health.detail}" if health.detail else ""
+        print(f"fleet {record.name}: {health.state}{detail}")
+        print(f"  state {record.directory}" + (f"; started by {record.origin}" if record.origin else ""))
+        if record.last_test:
+            print(f"  left as test {record.last_test} finished with it")
+        for node in record.nodes.values():
+            ports = ", ".join(f"127.0.0.1:{host}->{guest}" for guest, host in node.forwards)
+            vlans = ",".join(str(v) for v in sorted(node.vlans)) or "none"
+            print(
+                f"  node {node.name:<12} {'running' if node.running else 'stopped':<8} "
+                f"pid {node.pid}  vlans {vlans}" + (f"  ports {ports}" if ports else "")
+            )
+        for switch in record.switches:
+            print(f"  vlan {switch.vlan:<12} {'running' if switch.running else 'stopped':<8} pid {switch.pid} (vde_switch)")
+        if health.state == "stale":
+            # An interrupted boot's processes are in no record: find them by their command lines.
+            for pid, _ in keep.leftover_processes(record.directory):
+                print(f"  process {pid} still runs: {' '.join(_cmdline(pid))[:160]}")
+            print(f"  remove it with: {keep.env_prefix()}deploy-harness down --fleet {record.name}")
+    return 0 if any_running else EXIT_ERROR
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    record = keep.find(args.fleet)  # stale fleets too: their logs say what happened
+    node = record.node(args.node)
+    path = Path(node.state_dir) / ("transcript.log" if args.transcript else "serial.log")
+    if not path.exists():
+        raise CliError(f"node {args.node} of fleet {record.name} has no log at {path}")
+    out = sys.stdout.buffer
+    if args.lines is not None:
+        out.write(console.tail(path, args.lines, max_bytes=max(64 * 1024, args.lines * 400)).encode() + b"\n")
+    else:
+        out.write(path.read_bytes())
+    out.flush()
+    if args.follow:
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                while True:
+                    chunk = handle.read()
+                    if chunk:
+                        out.write(chunk)
+                        out.flush()
+                    else:
+                        time.sleep(0.2)
+        except KeyboardInterrupt:  # the way to stop following
+            pass
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    """Nothing to stop is no error, with or without --all: exit 0 and say so in one line."""
+    if args.all:
+        _collect_dead_runs()
+    try:
+        records = keep.all_fleets() if args.all else [keep.find(args.fleet)]
+    except keep.NoFleet as missing:
+        print(f"nothing to stop: {missing.what}")
+        return 0
+    if not records:  # --all
+        print(f"nothing to stop: no fleet in {keep.fleets_root()}")
+        return 0
+    for record in records:
+        ended = keep.stop_fleet(record.directory)
+        pids = f" (ended pids {', '.join(map(str, ended))})" if ended else " (no process was left)"
+        print(f"fleet {record.name} is down; removed {record.directory}{pids}")
+    return 0
+
+
+def _collect_dead_runs() -> None:
+    removed = state_dirs.collect()
+    if removed:
+        print(f"removed {len(removed)} state director{'y' if len(removed) == 1 else 'ies'} of dead runs: "
+              + ", ".join(map(str, removed)))
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return []
