@@ -9,6 +9,7 @@ from .errors import (
     QMPError,
     WaitTimeout,
 )
+from . import keys
 from .guest import GuestShell
 from .machine import Machine, start_all
 from .qemu_options import PortForward
@@ -27,5 +28,6 @@ __all__ = [
     "QMPError",
     "VdeSwitch",
     "WaitTimeout",
+    "keys",
     "start_all",
 ]
