@@ -12,12 +12,13 @@
 , zstd
 , cpio
 , e2fsprogs
-, qemu-utils
+, qemu
+  # The guest scripts, the same files the Debian recipe uses.
+, guest ? ../harness/images/micro_guest
 }:
 
 let
   kernel = linuxPackages.kernel;
-  guest = ../harness/images/micro_guest;
   # virtio transport, the backdoor console, VLAN NICs, the persistent disk and its filesystem
   # (harness/images/micro.py MODULES, plus ext4, which Debian's cloud kernel has built in).
   rootModules = [ "virtio_pci" "virtio_console" "virtio_net" "virtio_blk" "ext4" ];
@@ -27,7 +28,7 @@ let
 in
 runCommand "ndh-micro-image"
 {
-  nativeBuildInputs = [ kmod xz zstd cpio e2fsprogs qemu-utils ];
+  nativeBuildInputs = [ kmod xz zstd cpio e2fsprogs qemu ];  # qemu for qemu-img
   passthru = { inherit kernel; };
   meta.description = "nixos-deploy-harness micro image: kernel, busybox+bash initramfs, disk template";
 }
