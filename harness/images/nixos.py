@@ -43,8 +43,15 @@ REASON_LINES = 4
 
 def default_flake() -> str:
     """The flake the nodes come from: `$NDH_FLAKE`, else this repository (a git checkout:
-    flakes see tracked files only, so `git add` new files before building)."""
-    return os.environ.get("NDH_FLAKE") or str(REPO)
+    flakes see tracked files only, so `git add` new files before building). An installed
+    harness (the flake's package) is no checkout: then the current directory, which the
+    flake's apps also pass as $NDH_FLAKE."""
+    explicit = os.environ.get("NDH_FLAKE")
+    if explicit:
+        return explicit
+    if (REPO / "flake.nix").exists():
+        return str(REPO)
+    return os.getcwd()
 
 
 class NixosImageUnavailable(RuntimeError):
