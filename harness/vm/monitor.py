@@ -76,7 +76,7 @@ class MonitorVerbs:
     def _hmp_snapshot(self, command: str, verb: str) -> None:
         assert self.qmp is not None
         try:
-            text = self.qmp.hmp(command)
+            text = self.qmp.hmp(command, timeout=600 * self.time_scale)
         except (QMPCommandError, QMPConnectionError) as exc:
             raise QMPError(self.name, f"{verb} failed: {exc}") from exc
         # HMP reports errors as text, not as a QMP error.
