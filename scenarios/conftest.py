@@ -108,6 +108,10 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
             f"{item.nodeid}  [{', '.join(sorted({mark.name for mark in item.iter_markers()}))}]"
             for item in items
         ]
+    if config.pluginmanager.get_plugin("dsession") is not None:
+        # pytest-xdist's controller collects nothing itself: each worker decides when it first
+        # runs a NixOS scenario, and says so on its stderr.
+        return ["scenarios tier: decided by each xdist worker when it first runs a NixOS scenario"]
     if not any(item.get_closest_marker("nixos") for item in items):
         return ["scenarios tier: micro only (no NixOS scenario selected: nothing built)"]
     decide_tier(config)  # prints its own line (and nix's progress) as it goes
