@@ -13,7 +13,8 @@ let
   pythonPackage = name: drv "python-${name}" { pname = name; };
   python3Packages = {
     buildPythonPackage = args: drv "python-${args.pname}" args;
-  } // lib.genAttrs [ "setuptools" "pytest" "pexpect" "pytest-xdist" "pytest-testinfra" "tenacity" "psutil" ] pythonPackage;
+  } // lib.genAttrs [ "setuptools" "pytest" "pexpect" "pytest-xdist" "pytest-testinfra" "tenacity" "psutil"
+    "prometheus-client" "jsonschema" "pyyaml" ] pythonPackage;
 
   package = import ../../nix/package.nix {
     inherit lib python3Packages;
@@ -46,6 +47,27 @@ let
     vde2 = drv "vde2" { };
     openssh = drv "openssh" { };
   };
+
+  # The real flake.nix's outputs over a nixpkgs whose legacyPackages are these stand-ins
+  # (callPackage with the names the flake and nix/ use) and a deploy-rs stand-in.
+  pkgs = lib.genAttrs [ "qemu" "vde2" "openssh" "kmod" "xz" "zstd" "cpio" "e2fsprogs" "check-jsonschema" "shellcheck" "sudo" ]
+    (name: drv name { }) // {
+    inherit lib python3Packages;
+    stdenv.hostPlatform.linux-kernel.target = "bzImage";
+    pkgsStatic = { busybox = drv "busybox" { }; bash = drv "bash" { }; };
+    linuxPackages.kernel = drv "linux" { modDirVersion = kernelVersion; };
+    runCommand = name: env: buildCommand: drv name (env // { inherit buildCommand; });
+    writeShellApplication = args: drv args.name (args // { meta.mainProgram = args.name; });
+    python3 = { withPackages = select: drv "python-env" { packages = map (p: p.name) (select python3Packages); }; };
+    mkShell = args: drv "shell" args;
+    callPackage = fn: overrides: lib.callPackageWith pkgs fn overrides;
+  };
+  flake = (import ../../flake.nix).outputs {
+    self = flake;
+    nixpkgs = { inherit lib; legacyPackages.x86_64-linux = pkgs; };
+    deploy-rs = { packages.x86_64-linux.default = drv "deploy-rs" { }; };
+  };
+  system = "x86_64-linux";
 in
 {
   package = {
@@ -58,4 +80,14 @@ in
     tools = map (p: p.name) microImage.nativeBuildInputs;
   };
   apps = lib.mapAttrs (name: app: { inherit (app) name text; inputs = map (p: p.name) app.runtimeInputs; }) apps;
+  flake = {
+    packages = builtins.attrNames flake.packages.${system};
+    apps = flake.apps.${system};
+    devShell = {
+      packages = map (p: p.name) flake.devShells.${system}.default.packages;
+      python = map (name: lib.removePrefix "python-" name)
+        (lib.findFirst (p: p.name == "python-env") null flake.devShells.${system}.default.packages).packages;
+      inherit (flake.devShells.${system}.default) shellHook;
+    };
+  };
 }

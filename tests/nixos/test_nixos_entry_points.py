@@ -133,3 +133,21 @@ def test_a_fleet_boots_from_the_image_the_nix_recipe_made(nix_recipe_image, monk
         assert "/persist" in fleet["b"].succeed("cat /proc/mounts")
     finally:
         fleet.close()
+
+
+def test_the_flake_exposes_the_package_the_image_the_apps_and_the_dev_shell():
+    flake = evaluate()["flake"]
+    assert {"deploy-harness", "micro-image"} <= set(flake["packages"])
+    assert flake["apps"] == {
+        "scenarios": {"type": "app", "program": "/nix/store/ndh-scenarios/bin/ndh-scenarios"},
+        "deploy-harness": {"type": "app", "program": "/nix/store/deploy-harness/bin/deploy-harness"},
+    }
+    shell = flake["devShell"]
+    # `deploy-harness` on PATH (the app's wrapper), and everything both test commands need.
+    assert {"deploy-harness", "qemu", "vde2", "openssh", "shellcheck", "check-jsonschema", "sudo"} <= set(shell["packages"])
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = {re.split(r"[<>=!~ ]", dep, maxsplit=1)[0].lower()
+              for dep in project["dependencies"] + project["optional-dependencies"]["test"]}
+    wanted.discard("check-jsonschema")  # a command, on PATH in the shell
+    assert wanted <= set(shell["python"]), wanted - set(shell["python"])
+    assert 'export NDH_MICRO_IMAGE="${NDH_MICRO_IMAGE:-/nix/store/ndh-micro-image}"' in shell["shellHook"]
