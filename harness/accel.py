@@ -65,6 +65,10 @@ def _probe() -> tuple[AccelChoice, bool]:
 
     bare = bare_boot("kvm", PROBE_TIMEOUT)
     if not bare.ran:
+        control = bare_boot("tcg", PROBE_TIMEOUT)
+        if not control.ran:  # QEMU itself cannot run the guest (no BIOS file, ...): not KVM's fault
+            return AccelChoice("tcg", f"auto: KVM not decided: the probe's boot sector does not run "
+                                      f"under TCG either ({control.symptom}); using TCG"), False
         return AccelChoice("tcg", f"auto: /dev/kvm exists but a KVM guest (a boot sector under QEMU's "
                                   f"BIOS, -cpu max) {bare.symptom}; using TCG"), True
     image_missing = _micro_image_missing()

@@ -84,3 +84,17 @@ def test_a_guest_that_never_exits_is_reported_as_hung(tmp_path):
     qemu.chmod(0o755)
     result = bare_boot.bare_boot("kvm", 1, qemu=str(qemu))
     assert result == bare_boot.BareBootResult(False, "hung: no exit from the boot sector within 1 s")
+
+
+def test_a_boot_sector_that_fails_under_tcg_too_decides_nothing(tmp_path, monkeypatch):
+    """QEMU unable to run any guest (a missing BIOS file, say) says nothing about KVM."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        pytest.skip("no accessible /dev/kvm here: `auto` answers without probing or caching")
+    monkeypatch.setenv("NDH_CACHE_DIR", str(tmp_path))
+    broken = bare_boot.BareBootResult(False, "failed: QEMU exited with status 1 (could not load PC BIOS)")
+    monkeypatch.setattr(bare_boot, "bare_boot", lambda accel, timeout: broken)
+    choice = accel.resolve("auto")
+    assert choice == accel.AccelChoice("tcg", "auto: KVM not decided: the probe's boot sector does not run under "
+                                              "TCG either (failed: QEMU exited with status 1 (could not load PC "
+                                              "BIOS)); using TCG")
+    assert not list(tmp_path.glob("accel-*.json"))
