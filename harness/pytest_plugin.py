@@ -106,8 +106,6 @@ def accel_choice(config: pytest.Config) -> accel_mod.AccelChoice:
     terminal): a run that boots no VM probes nothing."""
     if _ACCEL_KEY not in config.stash:
         requested = config.getoption("--vm-accel")
-        if requested == "auto":
-            _say(config, "vm-accel: auto: checking that a KVM guest really runs")
         choice = accel_mod.resolve(requested)
         config.stash[_ACCEL_KEY] = choice
         if requested == "auto":

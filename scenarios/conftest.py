@@ -56,9 +56,9 @@ def decide_tier(config: pytest.Config) -> Tier:
     if _TIER_KEY in config.stash:
         return config.stash[_TIER_KEY]
     verdict = nixos_image.availability(NIXOS_IMAGE, sorted(NIXOS_FLEET.nodes), _progress(config))
-    accel = accel_choice(config)
     forced_tcg = config.getoption("--vm-accel") == "tcg"
-    if not verdict.ok:
+    accel = accel_choice(config) if verdict.ok else None  # no nodes: no probe needed
+    if accel is None:
         tier = Tier("micro only", verdict.reason.splitlines()[0], verdict.reason)
     elif accel.name == "kvm":
         tier = Tier("nixos (kvm)", f"{verdict.reason}; KVM: {accel.reason}", None)
