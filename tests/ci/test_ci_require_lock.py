@@ -6,7 +6,11 @@ import subprocess
 
 import pytest
 
-from conftest import write_flake
+
+def write_flake(directory, text):
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "flake.nix").write_text(text)
+    return directory
 
 
 def git(directory, *args):
