@@ -73,6 +73,9 @@ runCommand "ndh-micro-image"
       done
     done
 
+    # Uncompressed (the kernel unpacks it fastest) and with fixed times and order, as the
+    # Debian recipe writes it.
+    find $tree -exec touch -h -d @0 {} +
     (cd $tree && find . -mindepth 1 | sort | sed 's|^\./||' > $TMPDIR/files &&
       { echo .; cat $TMPDIR/files; } |
       cpio --quiet -o -H newc --reproducible -R 0:0 > $out/initrd)
