@@ -49,6 +49,15 @@
       };
 
       pkgs = nixpkgs.legacyPackages.${system};
+
+      # The harness itself (nix/): the Python package with its CLI and pytest plugin, the micro
+      # image built by Nix (no Debian tools needed), and the two commands of the README.
+      harnessPackages = {
+        deploy-harness = pkgs.callPackage ./nix/package.nix { };
+        micro-image = pkgs.callPackage ./nix/micro-image.nix { };
+      };
+      harnessApps = pkgs.callPackage ./nix/apps.nix { inherit (harnessPackages) deploy-harness micro-image; };
+      app = drv: { type = "app"; program = pkgs.lib.getExe drv; };
     in
     {
       nixosConfigurations = hosts;
@@ -64,8 +73,16 @@
         secrets = ./modules/secrets;
       };
 
-      packages.${system}.nixos-generation-exporter =
-        pkgs.callPackage ./modules/services/monitoring/exporter-package.nix { };
+      packages.${system} = harnessPackages // {
+        nixos-generation-exporter = pkgs.callPackage ./modules/services/monitoring/exporter-package.nix { };
+      };
+
+      # `nix run .#scenarios [-- PYTEST ARGS]` from the checkout: pytest scenarios/.
+      # `nix run .#deploy-harness -- up`: the CLI.
+      apps.${system} = {
+        scenarios = app harnessApps.scenarios;
+        deploy-harness = app harnessApps.deploy-harness;
+      };
 
       checks.${system} =
         # deploy-rs's own: the deploy output matches its schema, every profile is activatable.
@@ -90,15 +107,18 @@
             else throw "deploy.nodes has profiles other than `system` on: ${toString offending} (was HOMELAB_DEPLOY_TEST_HOST set with --impure?)";
         };
 
+      # Everything `pytest scenarios/` and `pytest tests/ -n 2` need, and `deploy-harness` on PATH.
       devShells.${system}.default = pkgs.mkShell {
         packages = [
           deploy-rs.packages.${system}.default
+          harnessApps.deploy-harness
           (pkgs.python3.withPackages (ps: with ps; [
             pytest
             pexpect
             pytest-xdist
             pytest-testinfra
             tenacity
+            psutil
             prometheus-client
             jsonschema
             pyyaml
@@ -113,10 +133,17 @@
           pkgs.age
           pkgs.ssh-to-age
           pkgs.prometheus
+          pkgs.sudo # visudo, for the sudo-rule tests
+          # The Debian recipe of the micro image is not used here (NDH_MICRO_IMAGE below), but
+          # the self-tests format disks and pack initramfs with these.
+          pkgs.cpio
+          pkgs.e2fsprogs
         ];
-        # Import the in-repo harness without installing it.
+        # Import the in-repo harness without installing it; the Nix-built micro image unless
+        # one is given.
         shellHook = ''
           export PYTHONPATH="$PWD''${PYTHONPATH:+:$PYTHONPATH}"
+          export NDH_MICRO_IMAGE="''${NDH_MICRO_IMAGE:-${harnessPackages.micro-image}}"
         '';
       };
     };

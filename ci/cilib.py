@@ -19,6 +19,10 @@ HOST_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 # the features on the command line is harmless where they are already enabled.
 NIX_FEATURES = ["--extra-experimental-features", "nix-command flakes"]
 
+# Every flake command in CI uses the committed flake.lock as it is (ci/require-lock checks it
+# exists): nix refuses to run rather than lock or update an input by itself.
+LOCK_FLAGS = ["--no-update-lock-file"]
+
 # How many lines of nix's stderr an error message repeats.
 NIX_STDERR_LINES = 15
 
@@ -82,7 +86,7 @@ def run_nix(args, what, env=None):
 
 
 def nix_eval_json(flake, attr, apply, what):
-    out = run_nix(["eval", "--json", f"{flake}#{attr}", "--apply", apply], what)
+    out = run_nix(["eval", *LOCK_FLAGS, "--json", f"{flake}#{attr}", "--apply", apply], what)
     try:
         return json.loads(out)
     except json.JSONDecodeError as err:
@@ -93,7 +97,7 @@ def eval_hosts(flake, deployable_only=True):
     """Host names of the flake: deploy.nodes (deployable) or nixosConfigurations (all)."""
     attr = "deploy.nodes" if deployable_only else "nixosConfigurations"
     out = run_nix(
-        ["eval", "--json", f"{flake}#{attr}", "--apply", "builtins.attrNames"],
+        ["eval", *LOCK_FLAGS, "--json", f"{flake}#{attr}", "--apply", "builtins.attrNames"],
         f"listing the hosts of {flake}#{attr}",
     )
     return parse_host_list(out, f"nix eval {flake}#{attr}")

@@ -47,6 +47,7 @@ class Fleet:
         base_dir: Path | None = None,
         keep: bool = False,
         boot_timeout: float = 300,
+        time_scale: float = 1.0,
         progress: Callable[[str], None] = lambda _: None,
     ) -> None:
         self.spec = spec
@@ -54,11 +55,13 @@ class Fleet:
         self.accel = accel
         self.keep = keep
         self.progress = progress
-        # Unix socket paths must stay under 108 bytes: keep the state tree short, in /tmp.
+        # Unix socket paths must stay under 108 bytes: state_dirs keeps the state tree short.
         self.state_dir = Path(base_dir) if base_dir else state_dirs.make(spec.name)
         self.switches: dict[int, VdeSwitch] = {}
         self.machines: dict[str, Machine] = {}
-        self.boot_timeout = boot_timeout
+        # Slow guests (TCG) stretch every wait: boots and reboots here, QMP in each machine.
+        self.time_scale = time_scale
+        self.boot_timeout = boot_timeout * time_scale
         # Machines QEMU refused to snapshot, with QEMU's reason: they cold-boot in reset().
         self.cold_boot: dict[str, str] = {}
 
@@ -104,8 +107,10 @@ class Fleet:
                     boot_timeout=self.boot_timeout,
                     leash=not self.keep,
                     reattachable=self.keep,  # kept fleets are driven again by later processes
+                    time_scale=self.time_scale,
                 )
-            self.progress(f"booting {len(self.machines)} node(s) of fleet {self.spec.name} ({self.accel})")
+            slow = f"; waits x{self.time_scale:g}, boot timeout {self.boot_timeout:g} s" if self.time_scale != 1 else ""
+            self.progress(f"booting {len(self.machines)} node(s) of fleet {self.spec.name} ({self.accel}{slow})")
             start_all(*self.machines.values())
         except BaseException:
             self.close()

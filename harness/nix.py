@@ -13,7 +13,8 @@ import re
 import shlex
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,6 +165,39 @@ def find_nix(path: str | None = None) -> str:
     return found
 
 
+# Current nixpkgs refuses older Nix (nixpkgs lib/minver.nix: "2.18").
+MIN_VERSION = (2, 18)
+HOW_TO_UPGRADE = (
+    "install Nix 2.18 or newer: on NixOS set `nix.package = pkgs.nixVersions.latest` (or use a "
+    "current NixOS release), elsewhere the installer from https://nixos.org/download; Debian "
+    "12's nix-bin (2.8) is too old"
+)
+
+
+def version(nix: str) -> tuple[tuple[int, ...], str]:
+    """`nix --version` as numbers and as printed ("nix (Nix) 2.24.10", "nix (Lix, like Nix)
+    2.91.1": the last dotted number is the version)."""
+    try:
+        printed = subprocess.run(
+            [nix, "--version"], capture_output=True, text=True, timeout=60, check=False
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise NixUnavailable(f"`{nix} --version` failed: {exc}") from None
+    numbers = re.findall(r"\b(\d+(?:\.\d+)+)\b", printed)
+    if not numbers:
+        raise NixUnavailable(f"`{nix} --version` printed no version: {printed[:100]!r}")
+    return tuple(int(part) for part in numbers[-1].split(".")), numbers[-1]
+
+
+def too_old(nix: str) -> str | None:
+    """Why this nix cannot evaluate current nixpkgs, in one line; None when it is new enough."""
+    found, printed = version(nix)
+    if found[:2] >= MIN_VERSION:
+        return None
+    minimum = ".".join(map(str, MIN_VERSION))
+    return f"nix {printed} ({nix}) is older than {minimum}, which current nixpkgs needs: {HOW_TO_UPGRADE}"
+
+
 @functools.cache
 def _supports_print_out_paths(nix: str) -> bool:
     # Feature test instead of a version table: `--print-out-paths` arrived in Nix 2.9
@@ -211,10 +245,14 @@ def run_nix(
     nix: str | None = None,
     timeout: float | None = None,
     cwd: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> str:
-    """Run `nix <arguments>` with the experimental features we need; return stdout."""
+    """Run `nix <arguments>` with the experimental features we need; return stdout. With
+    `progress`, each line nix prints on stderr (its build log) goes there as it comes."""
     executable = nix or find_nix()
     command = [executable, "--extra-experimental-features", EXPERIMENTAL_FEATURES, *arguments]
+    if progress is not None:
+        return _run_streaming(command, timeout, cwd, progress)
     try:
         completed = subprocess.run(
             command, capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False
@@ -230,6 +268,41 @@ def run_nix(
     return completed.stdout
 
 
+def _run_streaming(
+    command: list[str], timeout: float | None, cwd: str | None, progress: Callable[[str], None]
+) -> str:
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd
+    )
+    out: list[str] = []
+    err: list[str] = []
+
+    def pump_stderr() -> None:
+        for line in proc.stderr:
+            err.append(line)
+            progress(line.rstrip("\n"))
+
+    readers = [
+        threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True),
+        threading.Thread(target=pump_stderr, daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        for reader in readers:
+            reader.join(5)
+        raise NixError(command, None, "".join(err)) from None
+    for reader in readers:
+        reader.join()
+    if proc.returncode != 0:
+        raise NixError(command, proc.returncode, "".join(err))
+    return "".join(out)
+
+
 def build(
     installables: Sequence[str] = (),
     *,
@@ -242,15 +315,17 @@ def build(
     nix: str | None = None,
     timeout: float | None = None,
     cwd: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> list[str]:
-    """`nix build --no-link`; returns the output store paths in nix's order."""
+    """`nix build --no-link`; returns the output store paths in nix's order. With `progress`,
+    nix's stderr streams there line by line: what it builds and downloads, as it happens."""
     executable = nix or find_nix()
     source = _source_args(installables, file, expr, args, argstrs)
     common = ["build", "--no-link", *source, *_option_args(options), *extra_args]
     if _supports_print_out_paths(executable):
-        out = run_nix([*common, "--print-out-paths"], nix=executable, timeout=timeout, cwd=cwd)
+        out = run_nix([*common, "--print-out-paths"], nix=executable, timeout=timeout, cwd=cwd, progress=progress)
         return [line for line in out.splitlines() if line.strip()]
-    out = run_nix([*common, "--json"], nix=executable, timeout=timeout, cwd=cwd)
+    out = run_nix([*common, "--json"], nix=executable, timeout=timeout, cwd=cwd, progress=progress)
     # --json (Nix 2.4+): [{"drvPath": ..., "outputs": {"out": "/nix/store/..."}}, ...]
     return [path for result in json.loads(out) for path in result["outputs"].values()]
 

@@ -34,6 +34,7 @@ from .vm import console, process
 JUNIT_TAIL_LINES = 40
 
 _ACCEL_KEY = pytest.StashKey[accel_mod.AccelChoice]()
+_SCALE_KEY = pytest.StashKey[float]()
 _POOL_KEY = pytest.StashKey["FleetPool"]()
 _USED_KEY = pytest.StashKey[list]()
 # Marks the fleets one --keep-vms run kept (xdist workers inherit it from the controller).
@@ -101,14 +102,49 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def accel_choice(config: pytest.Config) -> accel_mod.AccelChoice:
+    """The accelerator, decided on first use (`auto` probes KVM then, and says so on the
+    terminal): a run that boots no VM probes nothing."""
     if _ACCEL_KEY not in config.stash:
-        config.stash[_ACCEL_KEY] = accel_mod.resolve(config.getoption("--vm-accel"))
+        requested = config.getoption("--vm-accel")
+        choice = accel_mod.resolve(requested)
+        config.stash[_ACCEL_KEY] = choice
+        if requested == "auto":
+            _say(config, f"vm-accel: {choice.name} ({choice.reason})")
     return config.stash[_ACCEL_KEY]
 
 
-def pytest_report_header(config: pytest.Config) -> str:
-    choice = accel_choice(config)
-    return f"vm-accel: {choice.name} ({choice.reason})"
+def set_time_scale(config: pytest.Config, factor: float) -> None:
+    """Stretch every wait of the fleets booted from now on (boots, reboots, QMP) by `factor`:
+    the scenarios' tier sets it for slow guests (TCG)."""
+    config.stash[_SCALE_KEY] = factor
+
+
+def time_scale(config: pytest.Config) -> float:
+    return config.stash.get(_SCALE_KEY, 1.0)
+
+
+def _say(config: pytest.Config, text: str) -> None:
+    """A line on the terminal past output capture; an xdist worker's goes to stderr."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or hasattr(config, "workerinput"):
+        print(f"[vm] {text}", file=sys.stderr, flush=True)
+    elif capture is None:
+        reporter.write_line(f"[vm] {text}")
+    else:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"[vm] {text}")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    requested = config.getoption("--vm-accel")
+    if requested != "auto":
+        accel = f"vm-accel: {requested} (forced by --vm-accel={requested})"
+    elif config.getoption("collectonly"):
+        accel = "vm-accel: auto, not probed (--collect-only boots nothing)"
+    else:
+        accel = "vm-accel: auto, probed when the first fleet boots"
+    return [accel, f"vm-state: {state_dirs.describe_root()}"]
 
 
 class FleetPool:
@@ -138,7 +174,8 @@ class FleetPool:
         if self.keep:
             base_dir = keep.claim_free(spec.name, self._keep_origin(), os.environ.get(_RUN_ID_ENV))
         fleet = Fleet(
-            spec, accel=accel_choice(self.config).name, keep=self.keep, base_dir=base_dir, progress=self._progress
+            spec, accel=accel_choice(self.config).name, keep=self.keep, base_dir=base_dir,
+            time_scale=time_scale(self.config), progress=self._progress,
         )
         try:
             fleet.boot()
@@ -165,13 +202,7 @@ class FleetPool:
     def _progress(self, text: str) -> None:
         """Boot progress on the terminal, past output capture (a fleet boot takes a while).
         xdist workers have no terminal: their lines go to stderr, shown with the report."""
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        capture = self.config.pluginmanager.get_plugin("capturemanager")
-        if reporter is None or capture is None or hasattr(self.config, "workerinput"):
-            print(f"[vm] {text}", file=sys.stderr)
-            return
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(f"[vm] {text}")
+        _say(self.config, text)
 
     def release(self, scope: str) -> None:
         for spec in [s for s, sc in self.scopes.items() if sc == scope]:

@@ -12,21 +12,51 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .images.cachedir import cache_root
 from .vm.adopted import is_running, start_time
 
 OWNER_FILE = "owner.json"
 PREFIX = "ndh-"
+ENV = "NDH_STATE_DIR"
+# QEMU's QMP and console sockets and the VDE switches' sockets live in a fleet's state
+# directory, and a unix socket path has at most 107 bytes. Below the root come about 26 bytes
+# (`/ndh-<name, 12>-<8 random>`) and up to about 30 more (`/<node>/shell`, `/vde1.ctl/.<pid>-<n>`).
+ROOT_MAX = 50
+# Disk-backed on FHS systems (unlike /tmp, a tmpfs on many hosts), and short.
+FALLBACK_ROOT = "/var/tmp"
+
+
+def default_root() -> tuple[str, str]:
+    """The state root without $NDH_STATE_DIR, and why: under the user's cache directory (on disk:
+    overlays and NixOS store images take several GB), else /var/tmp where that path is too long
+    for unix sockets."""
+    cached = str(cache_root() / "vm-state")
+    if len(cached.encode()) <= ROOT_MAX:
+        return cached, "the user's cache directory"
+    return FALLBACK_ROOT, (
+        f"{cached} is too long for QEMU's unix sockets (over {ROOT_MAX} bytes), so /var/tmp"
+    )
 
 
 def state_root() -> str:
-    """Where fleets keep sockets, disks and logs: `$NDH_STATE_DIR`, else /tmp (short paths:
-    unix socket paths must stay under 108 bytes)."""
-    return os.environ.get("NDH_STATE_DIR", "/tmp")
+    """Where fleets keep sockets, disks and logs: `$NDH_STATE_DIR`, else `default_root()`."""
+    return os.environ.get(ENV) or default_root()[0]
+
+
+def describe_root() -> str:
+    """One line for the pytest header: where state goes, and how to move it."""
+    if os.environ.get(ENV):
+        return f"{os.environ[ENV]} (from ${ENV})"
+    root, why = default_root()
+    return f"{root} ({why}; set ${ENV} to a short directory on a disk with room to move it)"
 
 
 def make(name: str, root: str | None = None) -> Path:
     """A fresh private state directory owned by this process."""
-    path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{name[:12]}-", dir=root or state_root()))
+    parent = Path(root or state_root())
+    if not parent.exists():
+        parent.mkdir(mode=0o700, parents=True)
+    path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{name[:12]}-", dir=parent))
     owner = {"pid": os.getpid(), "start_time": start_time(os.getpid())}
     (path / OWNER_FILE).write_text(json.dumps(owner))
     return path
@@ -35,7 +65,10 @@ def make(name: str, root: str | None = None) -> Path:
 def abandoned(root: str | None = None) -> list[Path]:
     """State directories under `root` whose owner process is gone."""
     found = []
-    for path in Path(root or state_root()).glob(f"{PREFIX}*"):
+    parent = Path(root or state_root())
+    if not parent.is_dir():
+        return found
+    for path in parent.glob(f"{PREFIX}*"):
         try:
             if path.is_symlink() or not path.is_dir() or path.stat().st_uid != os.getuid():
                 continue

@@ -1,7 +1,7 @@
-"""The self-tests leave nothing in the temp directory. After the whole run (the xdist controller,
-once every worker has ended), no `ndh-*` directory may remain that this run made: a scratch
-directory with the run's token in its name, or a state directory of the harness whose owner
-(owner.json) has gone. A leftover fails the run and is named."""
+"""The self-tests leave nothing behind. After the whole run (the xdist controller, once every
+worker has ended), no `ndh-*` directory may remain, in /tmp or in the harness's state root, that
+this run made: a scratch directory with the run's token in its name, or a state directory of the
+harness whose owner (owner.json) has gone. A leftover fails the run and is named."""
 from __future__ import annotations
 
 import json
@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from harness import state_dirs
 from harness.vm.adopted import is_running
 from support.scratch import RUN_TOKEN_ENV, run_token
 
-TEMP = Path("/tmp")
+ROOTS = (Path("/tmp"), Path(state_dirs.state_root()))
 _BEFORE = pytest.StashKey[set]()
 
 
@@ -34,7 +35,8 @@ def _left_by_this_run(path: Path) -> bool:
 
 
 def _ndh_dirs() -> set[Path]:
-    return {p for p in TEMP.glob("ndh-*") if p.is_dir() and not p.is_symlink() and p.stat().st_uid == os.getuid()}
+    return {p for root in ROOTS for p in root.glob("ndh-*")
+            if p.is_dir() and not p.is_symlink() and p.stat().st_uid == os.getuid()}
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -47,6 +49,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     left = sorted(p for p in _ndh_dirs() - session.config.stash[_BEFORE] if _left_by_this_run(p))
     if left:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        reporter.write_line(f"self-tests left {len(left)} director{'y' if len(left) == 1 else 'ies'} in {TEMP}: "
+        reporter.write_line(f"self-tests left {len(left)} director{'y' if len(left) == 1 else 'ies'} behind: "
                             + ", ".join(map(str, left)), red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

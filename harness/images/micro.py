@@ -1,5 +1,8 @@
-"""The micro image: a Debian cloud kernel and a busybox + bash initramfs that speaks the NixOS
-backdoor protocol, built from Debian packages on first use and cached by its inputs.
+"""The micro image: a kernel and a busybox + bash initramfs that speaks the NixOS backdoor
+protocol. Two recipes, same guest scripts (micro_guest/) and same layout (vmlinuz, initrd,
+disk-base.qcow2, manifest.json): built here from Debian packages on first use and cached by its
+inputs, or built by Nix (nix/micro-image.nix, the flake's `micro-image` package) and named by
+`$NDH_MICRO_IMAGE`, which the flake's apps and dev shell set.
 
 Each node gets a generated start script with the `run-<name>-vm` interface of NixOS's
 qemu-vm.nix, so the engine drives a micro node and a NixOS node through the same code path.
@@ -28,6 +31,16 @@ DISK_SIZE_MB = 64
 QBOOT = Path("/usr/share/qemu/qboot.rom")
 # Bump when the build recipe changes in a way the inputs below do not capture.
 RECIPE_VERSION = "1"
+
+
+PREBUILT_ENV = "NDH_MICRO_IMAGE"
+# The tools of the Debian recipe; without them the image must come from Nix.
+DEBIAN_TOOLS = ("apt-cache", "apt-get", "dpkg-deb", "dpkg-query")
+HOW_TO_GET_ONE = (
+    "use the Nix-built image: `nix run .#scenarios`, or `nix develop` (both set "
+    f"{PREBUILT_ENV}), or `export {PREBUILT_ENV}=$(nix build .#micro-image --no-link "
+    "--print-out-paths)`; on Debian, run ci/bootstrap"
+)
 
 
 class MicroImageError(RuntimeError):
@@ -78,7 +91,17 @@ def image_dir(inputs: Mapping[str, str]) -> Path:
 
 
 def ensure_micro_image(progress: Callable[[str], None] = lambda _: None) -> MicroImage:
-    """The cached micro image for the current inputs, building it first if needed."""
+    """The micro image: the prebuilt one named by $NDH_MICRO_IMAGE, else the cached Debian-built
+    one for the current inputs, building it first if needed."""
+    prebuilt = os.environ.get(PREBUILT_ENV)
+    if prebuilt:
+        return load_prebuilt(Path(prebuilt))
+    missing = [tool for tool in DEBIAN_TOOLS if shutil.which(tool) is None]
+    if missing:
+        raise MicroImageError(
+            f"no micro image: {PREBUILT_ENV} is not set and the Debian recipe needs "
+            f"{', '.join(missing)} (not on PATH): {HOW_TO_GET_ONE}"
+        )
     inputs = image_inputs()
     directory = image_dir(inputs)
     with locked(directory.parent / ".build.lock"):
@@ -101,10 +124,29 @@ def load(directory: Path) -> MicroImage:
     )
 
 
+def load_prebuilt(directory: Path) -> MicroImage:
+    """An image built elsewhere (by Nix): checked for the layout and for guest scripts equal to
+    this checkout's, since a node's behaviour comes from them."""
+    where = f"{PREBUILT_ENV}={directory}"
+    missing = [name for name in ("vmlinuz", "initrd", "disk-base.qcow2", "manifest.json")
+               if not (directory / name).is_file()]
+    if missing:
+        raise MicroImageError(f"{where} is not a micro image (no {', '.join(missing)}): {HOW_TO_GET_ONE}")
+    stale = [path.name for path in sorted(GUEST_FILES.iterdir())
+             if not (directory / "guest" / path.name).is_file()
+             or (directory / "guest" / path.name).read_bytes() != path.read_bytes()]
+    if stale:
+        raise MicroImageError(
+            f"{where} was built from other guest scripts than {GUEST_FILES} ({', '.join(stale)} "
+            f"differ): rebuild it from this checkout ({HOW_TO_GET_ONE})"
+        )
+    return load(directory)
+
+
 def _build(directory: Path, inputs: Mapping[str, str], progress: Callable[[str], None]) -> None:
-    for tool in ("cpio", "mke2fs", "qemu-img"):
+    for tool in ("cpio", "mke2fs", "qemu-img", "/bin/busybox", "/bin/bash-static"):
         if shutil.which(tool) is None:
-            raise MicroImageError(f"building the micro image needs `{tool}`: run ci/bootstrap")
+            raise MicroImageError(f"building the micro image needs `{tool}`: run ci/bootstrap, or {HOW_TO_GET_ONE}")
     staging = Path(tempfile.mkdtemp(prefix=".building-", dir=directory.parent))
     try:
         progress(f"downloading {inputs['kernel_package']} {inputs['kernel_version']}")
@@ -113,6 +155,7 @@ def _build(directory: Path, inputs: Mapping[str, str], progress: Callable[[str],
         shutil.copy(vmlinuz, staging / "vmlinuz")
         progress("assembling the initramfs")
         _write_initramfs(staging / "initrd", kernel_root, staging / "tree")
+        shutil.copytree(GUEST_FILES, staging / "guest")  # the layout the Nix recipe has too
         progress("formatting the persistent disk template")
         _write_base_disk(staging / "disk-base.qcow2", staging / "disk.raw")
         manifest = {"inputs": dict(inputs), "bios": str(QBOOT) if QBOOT.exists() else None}

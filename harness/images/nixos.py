@@ -43,8 +43,15 @@ REASON_LINES = 4
 
 def default_flake() -> str:
     """The flake the nodes come from: `$NDH_FLAKE`, else this repository (a git checkout:
-    flakes see tracked files only, so `git add` new files before building)."""
-    return os.environ.get("NDH_FLAKE") or str(REPO)
+    flakes see tracked files only, so `git add` new files before building). An installed
+    harness (the flake's package) is no checkout: then the current directory, which the
+    flake's apps also pass as $NDH_FLAKE."""
+    explicit = os.environ.get("NDH_FLAKE")
+    if explicit:
+        return explicit
+    if (REPO / "flake.nix").exists():
+        return str(REPO)
+    return os.getcwd()
 
 
 class NixosImageUnavailable(RuntimeError):
@@ -132,12 +139,16 @@ def _build(
 ) -> dict[str, Path] | NixosImageUnavailable:
     try:
         executable = nix.find_nix()
+        old = nix.too_old(executable)  # checked first: an old nix fails on nixpkgs unhelpfully
     except nix.NixUnavailable as exc:
         return NixosImageUnavailable(f"no nix: {exc}")
+    if old is not None:
+        return NixosImageUnavailable(old)
     installables = [image.installable(node) for node in nodes]
     progress(
         f"building the NixOS test nodes {', '.join(nodes)} with nix "
-        f"({image.flake}#checks.{image.system}.{image.check}; the first build takes long)"
+        f"({image.flake}#checks.{image.system}.{image.check}; the first build takes long, "
+        "nix's progress follows)"
     )
     try:
         outputs = nix.build(
@@ -145,6 +156,7 @@ def _build(
             nix=executable,
             timeout=image.build_timeout,
             options=dict(image.nix_options),
+            progress=lambda line: progress(f"nix: {line}"),
         )
     except nix.NixError as exc:
         lines = [line for line in exc.excerpt.splitlines() if not line.startswith("(use '--show-trace'")]

@@ -61,8 +61,11 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
         reattachable: bool = False,
         backdoor_token: str | None = None,
         accel_options: Sequence[str] | None = None,
+        time_scale: float = 1.0,
     ) -> None:
         self.name = name
+        # Slow guests (TCG) stretch every wait of the machine's own: QMP, snapshots, power off.
+        self.time_scale = time_scale
         self.start_script = Path(start_script)
         self.state_dir = Path(state_dir)
         self.vlans = dict(vlans or {})
@@ -180,7 +183,7 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
             self._backdoor = Backdoor(self._console, self._alive, self._backdoor_token)
             self._console = None  # owned by the backdoor now
             self.qmp = QMP(self.state_dir / "qmp")
-            self.qmp.connect(timeout=30, alive=self._alive)
+            self.qmp.connect(timeout=30 * self.time_scale, alive=self._alive)
             if self.forwards:
                 self.forwards = bound_forwards(self.forwards, self.qmp.hmp("info usernet"))
             self._backdoor.wait_ready(self.boot_timeout)
@@ -198,10 +201,12 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
             ) from exc
         self._transcript.note(f"backdoor ready after {time.monotonic() - started:.2f} s")
 
-    def shutdown(self, timeout: float = 120) -> None:
-        """Power off cleanly and wait for QEMU to exit (killed if it does not in time)."""
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Power off cleanly and wait for QEMU to exit (killed if it does not in time; default
+        120 s, scaled)."""
         if not self.booted:
             return
+        timeout = 120 * self.time_scale if timeout is None else timeout
         self._transcript.note("shutdown")
         assert self._backdoor is not None and self.process is not None
         try:
@@ -231,7 +236,7 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
         self._transcript.note("crash")
         if self.qmp is not None:  # a detached machine has none: kill it directly
             try:
-                self.qmp.execute("quit", timeout=10)
+                self.qmp.execute("quit", timeout=10 * self.time_scale)
             except (QMPConnectionError, QMPCommandError):
                 pass
         self._stopped_by_us = True

@@ -26,8 +26,10 @@ class MonitorVerbs:
             self.send_key(char, delay)
 
     def _qmp(self, command: str, arguments: dict, timeout: float = 600):
-        """A QMP command; its failures as errors that name this machine."""
+        """A QMP command; its failures as errors that name this machine. The timeout is scaled
+        by the machine's time scale (slow guests)."""
         self._require_up()
+        timeout *= self.time_scale
         if self.qmp is None:
             raise MachineError(self.name, "has no QMP connection (detached): attach it first")
         try:
@@ -57,7 +59,7 @@ class MonitorVerbs:
         self._serial_offset = self._evidence_from = self._serial_size()  # what the console said before is history
         self._transcript.note(f"restored {name}")
         try:
-            self._backdoor.sync(timeout=60)
+            self._backdoor.sync(timeout=60 * self.time_scale)
         except BackdoorEOF as exc:
             status = self._stop_process()
             raise MachineDied(
@@ -74,7 +76,7 @@ class MonitorVerbs:
     def _hmp_snapshot(self, command: str, verb: str) -> None:
         assert self.qmp is not None
         try:
-            text = self.qmp.hmp(command)
+            text = self.qmp.hmp(command, timeout=600 * self.time_scale)
         except (QMPCommandError, QMPConnectionError) as exc:
             raise QMPError(self.name, f"{verb} failed: {exc}") from exc
         # HMP reports errors as text, not as a QMP error.

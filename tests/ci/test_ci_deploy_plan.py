@@ -47,9 +47,9 @@ def test_main_deploys_every_deployable_host_with_switch(run_ci):
     assert result["env"] == {}
     assert result["hosts"] == ["Ingress", "Niko"]
     assert result["command"] == "deploy --skip-checks ."
-    assert result["check"] == ["nix", "flake", "check", "--print-build-logs", "."]
+    assert result["check"] == ["nix", "flake", "check", "--no-update-lock-file", "--print-build-logs", "."]
     assert result["build"] == [
-        "nix", "build", "--no-link", "--print-build-logs",
+        "nix", "build", "--no-update-lock-file", "--no-link", "--print-build-logs",
         ".#deploy.nodes.Ingress.profiles.system.path",
         ".#deploy.nodes.Niko.profiles.system.path",
     ]
@@ -89,9 +89,9 @@ def test_test_branch_deploys_only_that_host_with_the_test_profile(run_ci):
     assert result["env"] == {"HOMELAB_DEPLOY_TEST_HOST": "Niko"}
     assert result["argv"] == ["deploy", "--skip-checks", ".#Niko.test", "--", "--impure"]
     # The pure check (an impure one would trip the flake's main-profiles guard) ...
-    assert result["check"] == ["nix", "flake", "check", "--print-build-logs", "."]
+    assert result["check"] == ["nix", "flake", "check", "--no-update-lock-file", "--print-build-logs", "."]
     # ... and the build of exactly the profile deployed, which only exists impurely.
-    assert result["build"] == ["nix", "build", "--no-link", "--print-build-logs",
+    assert result["build"] == ["nix", "build", "--no-update-lock-file", "--no-link", "--print-build-logs",
                                ".#deploy.nodes.Niko.profiles.test.path", "--impure"]
     assert result["command"] == "HOMELAB_DEPLOY_TEST_HOST=Niko deploy --skip-checks '.#Niko.test' -- --impure"
 
@@ -247,8 +247,8 @@ def test_exec_check_never_passes_the_test_host_variable(run_ci, fake_bin, tmp_pa
     assert plan(run_ci, "--branch", "test-Niko", "--exec", "check", env=env).returncode == 0
     assert plan(run_ci, "--branch", "test-Niko", "--exec", "build", env=env).returncode == 0
     assert record.read_text().splitlines() == [
-        "unset|flake check --print-build-logs .",
-        "Niko|build --no-link --print-build-logs .#deploy.nodes.Niko.profiles.test.path --impure",
+        "unset|flake check --no-update-lock-file --print-build-logs .",
+        "Niko|build --no-update-lock-file --no-link --print-build-logs .#deploy.nodes.Niko.profiles.test.path --impure",
     ]
 
 

@@ -10,7 +10,7 @@ import pytest
 
 CI_DIR = Path(__file__).resolve().parents[2] / "ci"
 
-SCRIPTS = ["determine-hosts", "deploy-plan", "needs-reboot"]
+SCRIPTS = ["determine-hosts", "deploy-plan", "needs-reboot", "require-lock"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / ".forgejo" / "workflows"
 NAMES = ["build", "check", "deploy", "nightly", "pull-request"]
+# Next to this Python (a virtualenv), else on PATH (the flake's dev shell).
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
+if not CHECK_JSONSCHEMA.exists() and shutil.which("check-jsonschema"):
+    CHECK_JSONSCHEMA = Path(shutil.which("check-jsonschema"))
 PULL_REQUEST_EVENTS = {"pull_request", "pull_request_target"}
 # Runner labels for code nobody trusted yet (pull requests): nothing of the fleet is there.
 UNTRUSTED_LABELS = {"nixos-untrusted", "nixos-untrusted-kvm"}
@@ -245,17 +249,67 @@ def test_nightly_has_a_schedule_and_manual_dispatch():
     assert crons and all(len(cron.split()) == 5 for cron in crons)
 
 
-def test_nightly_runs_the_readme_command_on_a_kvm_runner_and_uploads_artifacts():
+def test_nightly_runs_the_nix_entry_point_on_the_nixos_kvm_runner_and_uploads_artifacts():
     job = load("nightly")["jobs"]["scenarios"]
-    assert "kvm" in job["runs-on"]
+    assert job["runs-on"] == "nixos-kvm"  # a NixOS host: no apt-get, no Debian tools there
     commands = [s.get("run", "") for s in job["steps"]]
-    assert any(c.strip() == "./ci/bootstrap" for c in commands)
-    pytest_line = next(c for c in commands if ".venv/bin/pytest scenarios/" in c)
-    assert "--junitxml=artifacts/" in pytest_line and "--vm-artifacts artifacts/" in pytest_line
+    assert not any("ci/bootstrap" in c or "apt-get" in c or ".venv/" in c for c in commands), commands
+    scenario_line = next(line.strip() for c in commands for line in c.splitlines() if ".#scenarios" in line)
+    # The README's command for NixOS, from the committed lock, with the artifacts options after `--`.
+    assert scenario_line.startswith("nix run --no-update-lock-file .#scenarios -- ")
+    assert "--junitxml=artifacts/" in scenario_line and "--vm-artifacts artifacts/" in scenario_line
     upload = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact"))
     assert upload["uses"] == "actions/upload-artifact@v3"
     assert upload["if"] == "always()"
     assert upload["with"]["path"].startswith("artifacts")
+
+
+def test_the_readme_gives_the_command_nightly_runs():
+    readme = (REPO / "README.md").read_text()
+    assert "nix run .#scenarios" in readme and "./ci/bootstrap && .venv/bin/pytest scenarios/" in readme
+
+
+# --- one lock for every job ------------------------------------------------------------
+
+NIX_COMMAND = re.compile(r"(?:^|[\s;&|(])nix\s+(?!-)([a-z-]+(?:\s+(?!-)[a-z-]+)?)")
+FLAKE_SUBCOMMANDS = ("build", "flake check", "flake metadata", "eval", "run", "shell", "develop", "copy")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_job_first_refuses_an_unlocked_flake(name):
+    for job_id, job in load(name)["jobs"].items():
+        runs = [step for step in job["steps"] if "run" in step]
+        assert runs and runs[0]["run"].strip() == "ci/require-lock", f"{name}.yml job {job_id}"
+        # Nothing before it but the checkout.
+        first = job["steps"].index(runs[0])
+        assert [s.get("uses", "") for s in job["steps"][:first]] == ["actions/checkout@v4"], f"{name}.yml {job_id}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_nix_command_uses_the_committed_lock_as_it_is(name):
+    seen = 0
+    for job_id, step in steps(load(name)):
+        text = " ".join(step.get("run", "").split())  # folded and literal blocks alike
+        for match in NIX_COMMAND.finditer(text):
+            if not match.group(1).startswith(FLAKE_SUBCOMMANDS):
+                continue
+            seen += 1
+            rest = text[match.end():]
+            assert rest.split()[0] == "--no-update-lock-file", f"{name}.yml {job_id}: nix {match.group(1)}{rest[:60]}"
+    assert seen or name not in ("build", "check", "nightly")
+
+
+def test_the_ci_scripts_pass_the_lock_flag_to_every_flake_command():
+    cilib = (REPO / "ci" / "cilib.py").read_text()
+    assert 'LOCK_FLAGS = ["--no-update-lock-file"]' in cilib
+    calls = 0
+    for script in ("determine-hosts", "deploy-plan", "needs-reboot", "cilib.py", "require-lock"):
+        text = (REPO / "ci" / script).read_text()
+        for line in text.splitlines():
+            if re.search(r'\[(\s*"nix",)?\s*"(build|eval|flake)"', line):
+                calls += 1
+                assert "LOCK_FLAGS" in line, f"ci/{script}: {line.strip()}"
+    assert calls >= 6  # the pattern finds the calls: check, two builds, two evals, metadata, ...
 
 
 def test_one_deploy_at_a_time_and_never_cancelled():
@@ -310,12 +364,15 @@ def deploy_checkout(tmp_path, contract_flake, fake_bin, real_nix):
     # above on PATH; every other nix call goes to the real nix.
     fake_bin("nix", f"""\
         if [ "$1" = shell ]; then
-          [ "$2 $3 $4 $5" = "--inputs-from . deploy-rs --command" ] || {{ echo "unexpected: $*" >&2; exit 99; }}
-          shift 5
+          [ "$2 $3 $4 $5 $6" = "--no-update-lock-file --inputs-from . deploy-rs --command" ] || {{ echo "unexpected: $*" >&2; exit 99; }}
+          shift 6
           exec "$@"
         fi
         exec {real_nix} "$@"
         """)
+    # The committed lock every job requires (ci/require-lock): the lock of an input-less flake
+    # (this nix's `nix flake lock` writes none for such a flake; nix reads this one as complete).
+    (contract_flake / "flake.lock").write_text(json.dumps({"nodes": {"root": {}}, "root": "root", "version": 7}))
     output = tmp_path / "github-output"
     output.touch()
     env = {**os.environ, "PATH": fake_bin.env_path, "GITHUB_OUTPUT": str(output)}

@@ -234,3 +234,54 @@ def test_failing_builder_is_a_build_failure(scratch: Path, store_paths: StorePat
         nix.build(file=str(failing), argstrs=tag, options=OFFLINE_OPTIONS)
     assert caught.value.kind is nix.BUILD
     assert f"builder for '{drv}' failed with exit code 3" in caught.value.excerpt
+
+
+def test_build_streams_nix_s_progress_as_it_comes(trivial_nix: Path, store_paths: StorePaths) -> None:
+    tag = {"tag": uuid.uuid4().hex}
+    drv = nix.eval_json("drvPath", file=str(trivial_nix), argstrs=tag)
+    store_paths.add(drv)
+    lines: list[str] = []
+    outputs = nix.build(file=str(trivial_nix), argstrs=tag, options=OFFLINE_OPTIONS, progress=lines.append)
+    store_paths.add(outputs[0])
+    assert Path(outputs[0]).read_text().strip() == tag["tag"]
+    assert any(f"building '{drv}'" in line for line in lines), lines
+
+
+def test_a_streamed_build_failure_is_still_classified(scratch: Path, store_paths: StorePaths) -> None:
+    failing = scratch / "failing.nix"
+    failing.write_text(
+        '{ tag }: derivation { name = "harness-failing"; system = builtins.currentSystem; '
+        'builder = "/bin/sh"; args = [ "-c" "echo ${tag}; exit 3" ]; }'
+    )
+    tag = {"tag": uuid.uuid4().hex}
+    drv = nix.eval_json("drvPath", file=str(failing), argstrs=tag)
+    store_paths.add(drv)
+    store_paths.add_lock_of(nix.eval_json("outPath", file=str(failing), argstrs=tag))
+    lines: list[str] = []
+    with pytest.raises(nix.NixError) as caught:
+        nix.build(file=str(failing), argstrs=tag, options=OFFLINE_OPTIONS, progress=lines.append)
+    assert caught.value.kind is nix.BUILD
+    assert any(f"builder for '{drv}' failed" in line for line in lines), lines
+
+
+@pytest.mark.parametrize("printed, expected, old", [
+    ("nix (Nix) 2.8.0", (2, 8, 0), True),
+    ("nix (Nix) 2.18.1", (2, 18, 1), False),
+    ("nix (Nix) 2.24.10", (2, 24, 10), False),
+    ("nix (Lix, like Nix) 2.91.1", (2, 91, 1), False),
+    ("nix (Determinate Nix 3.6.2) 2.29.0", (2, 29, 0), False),
+])
+def test_the_version_is_the_last_dotted_number_nix_prints(scratch: Path, printed, expected, old) -> None:
+    stand_in = scratch / "nix"
+    stand_in.write_text(f"#!/bin/sh\necho '{printed}'\n")
+    stand_in.chmod(0o755)
+    assert nix.version(str(stand_in))[0] == expected
+    reason = nix.too_old(str(stand_in))
+    assert (reason is not None) == old
+    if old:
+        assert reason.startswith(f"nix {'.'.join(map(str, expected))} ({stand_in}) is older than 2.18")
+
+
+def test_this_host_s_nix_version_is_read() -> None:
+    found, printed = nix.version(nix.find_nix())
+    assert found >= (2, 0) and printed in subprocess.run(["nix", "--version"], capture_output=True, text=True).stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -79,8 +80,16 @@ def test_with_this_host_s_nix_the_skip_quotes_nix_s_error(tmp_path):
     )
     registry = tmp_path / "registry.json"
     registry.write_text('{"flakes": [], "version": 2}')
+    # This host's nix is older than the NixOS tier accepts (2.18): a wrapper reports 2.18 so
+    # that the build itself runs, with this nix, and fails for the reason under test.
+    wrapper = tmp_path / "bin" / "nix"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\n[ "$1" = --version ] && {{ echo "nix (Nix) 2.18.0"; exit 0; }}\n'
+                       f'exec {shutil.which("nix")} "$@"\n')
+    wrapper.chmod(0o755)
     env = dict(
         os.environ,
+        PATH=f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}",
         NDH_FLAKE=f"path:{flake}",
         NIX_CONFIG=f"substituters =\nflake-registry = {registry}\ndownload-attempts = 1\n",
     )

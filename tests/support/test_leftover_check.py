@@ -23,7 +23,7 @@ def test_leaks():
         word.rstrip(",") for line in result.outlines if "self-tests left" in line for word in line.split() if "/tmp/ndh-leak-" in word]
     try:
         assert result.ret == 1
-        result.stdout.fnmatch_lines(["*self-tests left 1 directory in /tmp: /tmp/ndh-leak-*"])
+        result.stdout.fnmatch_lines(["*self-tests left 1 directory behind: /tmp/ndh-leak-*"])
     finally:
         for path in leaked:
             shutil.rmtree(path, ignore_errors=True)

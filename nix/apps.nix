@@ -1,0 +1,46 @@
+# `nix run .#scenarios` (pytest scenarios/ from the checkout in the current directory) and
+# `nix run .#deploy-harness`, each with the flake's micro image and the tools the VMs need. The
+# user's own `nix` stays in charge of building the NixOS nodes (it talks to the user's daemon).
+{ lib
+, writeShellApplication
+, python3
+, deploy-harness
+, micro-image
+, qemu
+, vde2
+, openssh
+}:
+
+let
+  python = python3.withPackages (ps: [ deploy-harness ]);
+  tools = [ python qemu vde2 openssh ];
+  # Defaults a user can override: the Nix-built micro image, and the checkout as the flake the
+  # NixOS nodes come from (an installed package cannot know where the checkout is).
+  environment = ''
+    export NDH_MICRO_IMAGE="''${NDH_MICRO_IMAGE:-${micro-image}}"
+    export NDH_FLAKE="''${NDH_FLAKE:-$PWD}"
+  '';
+in
+{
+  scenarios = writeShellApplication {
+    name = "ndh-scenarios";
+    runtimeInputs = tools;
+    text = ''
+      if [ ! -f scenarios/conftest.py ] || [ ! -f flake.nix ]; then
+        echo "nix run .#scenarios: run it from the root of a nixos-deploy-harness checkout (no scenarios/conftest.py in $PWD)" >&2
+        exit 2
+      fi
+      ${environment}
+      exec python -m pytest scenarios/ "$@"
+    '';
+  };
+
+  deploy-harness = writeShellApplication {
+    name = "deploy-harness";
+    runtimeInputs = tools;
+    text = ''
+      ${environment}
+      exec ${lib.getExe deploy-harness} "$@"
+    '';
+  };
+}
