@@ -27,6 +27,7 @@ python3Packages.buildPythonPackage {
     pytest-testinfra
     tenacity
     psutil
+    prometheus-client
   ];
 
   makeWrapperArgs = [ "--prefix" "PATH" ":" (lib.makeBinPath [ qemu vde2 ]) ];

@@ -13,13 +13,14 @@ what deploy-rs *said* (docs/deploy-rs-facts.md: its rollback message comes from 
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Callable, Sequence
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from harness import cache, nixos
 from harness.deploy import DeployOptions, DeployResult, run_deploy
@@ -258,12 +259,16 @@ class Homelab:
         return parse_metrics(text)
 
 
-_SAMPLE = re.compile(r"^(nixos_[a-z_]+)\{[^}]*\}\s+(\S+)\s*$", re.MULTILINE)
-
-
 def parse_metrics(text: str) -> dict[str, float]:
-    """The nixos_* samples of a Prometheus text exposition."""
-    return {name: float(value) for name, value in _SAMPLE.findall(text)}
+    """The nixos_* samples of a Prometheus text exposition (an HTTP reply's body, or a file)."""
+    if text.startswith("HTTP/"):
+        text = text.split("\r\n\r\n", 1)[-1]
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.startswith("nixos_")
+    }
 
 
 def tail(text: str, lines: int = 40) -> str:
