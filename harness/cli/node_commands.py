@@ -74,7 +74,7 @@ class _RunOptions(argparse.ArgumentParser):
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
-    from .vm.shell_session import BackdoorShell
+    from ..vm.shell_session import BackdoorShell
 
     record = keep.find(args.fleet)
     again = f"{keep.env_prefix()}deploy-harness shell {args.node} --fleet {record.name}"
