@@ -25,7 +25,7 @@ from .guest import DEFAULT_TIMEOUT, GuestShell
 from .keep_mode import KeepMode
 from .console import SerialConsoleVerbs
 from .monitor import MonitorVerbs
-from .qemu_options import PortForward, QemuLaunch, accel_flag
+from .qemu_options import PortForward, QemuLaunch, accel_flag, enlarge_send_buffer, free_local_port
 from .qmp import QMP, QMPCommandError, QMPConnectionError
 
 __all__ = ["DEFAULT_TIMEOUT", "Machine", "PortForward", "start_all"]
@@ -79,7 +79,7 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
         self.serial_log = self.state_dir / "serial.log"
         self.transcript_path = self.state_dir / "transcript.log"
         self.console_socket = self.state_dir / "shell"  # reattachable machines only
-        self.forwards = [PortForward(port, _free_local_port()) for port in forward_ports]
+        self.forwards = [PortForward(port, free_local_port()) for port in forward_ports]
         self.process: subprocess.Popen | None = None
         self.qmp: QMP | None = None
         self._console: socket.socket | None = None  # our end of the console socketpair
@@ -93,6 +93,7 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
         self._stderr_of: str | None = None  # the command whose stderr the guest's file holds
         self._stopped_by_us = False  # shutdown/crash/close, as opposed to QEMU dying
         self._evidence_from = self._serial_offset  # where this boot's (or restore's) text begins
+        self._launched_at: float | None = None  # connect() waits boot_timeout from here
 
     def __repr__(self) -> str:
         return f"<Machine {self.name} {'up' if self.booted else 'down'}>"
@@ -119,6 +120,7 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
         self._stopped_by_us = False
         self._serial_offset = self._evidence_from = self._serial_size()
         self._transcript.note(f"starting {self.start_script}")
+        self._launched_at = time.monotonic()
         (self.state_dir / "qmp").unlink(missing_ok=True)
         self.shared_dir.mkdir(exist_ok=True)
         try:
@@ -129,7 +131,7 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
                 # listen/accept race), with a large send buffer, since QEMU drops console
                 # output it cannot send.
                 self._console, qemu_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-                _enlarge_send_buffer(qemu_end)
+                enlarge_send_buffer(qemu_end)
         except OSError as exc:
             self._close_console()
             raise MachineStartError(self.name, f"cannot create the console {self.console_socket}: {exc}") from exc
@@ -173,12 +175,16 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
         if self.process is None or self._console is None:
             raise MachineStartError(self.name, "connect() before launch()")
         started = time.monotonic()
+        # One deadline from launch for QMP and the ready line: a NixOS start script builds its
+        # store image (mkfs.erofs over the closure) before it execs QEMU, and on a loaded host
+        # that alone can take minutes; QMP appears only once QEMU runs.
+        deadline = (self._launched_at or started) + self.boot_timeout
         try:
             self._backdoor = Backdoor(self._console, self._alive, self._backdoor_token)
             self._console = None  # owned by the backdoor now
             self.qmp = QMP(self.state_dir / "qmp")
-            self.qmp.connect(timeout=30, alive=self._alive)
-            self._backdoor.wait_ready(self.boot_timeout)
+            self.qmp.connect(timeout=_remaining(deadline), alive=self._alive)
+            self._backdoor.wait_ready(_remaining(deadline))
         except (BackdoorEOF, BackdoorTimeout, QMPConnectionError, OSError) as exc:
             if isinstance(exc, BackdoorEOF):
                 # The console closes a moment before QEMU exits: let it, to report its status.
@@ -384,17 +390,5 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
             self._console = None
 
 
-def _enlarge_send_buffer(sock: socket.socket, size: int = 16 << 20) -> None:
-    """Best effort: SO_SNDBUFFORCE needs CAP_NET_ADMIN; SO_SNDBUF is capped by wmem_max."""
-    for option in (32, socket.SO_SNDBUF):  # 32 = SO_SNDBUFFORCE (Linux)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, option, size)
-            return
-        except OSError:
-            continue
-
-
-def _free_local_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def _remaining(deadline: float) -> float:
+    return max(1.0, deadline - time.monotonic())

@@ -6,6 +6,7 @@ USE_TMPDIR, SHARED_DIR)."""
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -67,3 +68,19 @@ class QemuLaunch:
         for number, socket_dir in self.vlans.items():
             env[f"QEMU_VDE_SOCKET_{number}"] = str(socket_dir)
         return env
+
+
+def enlarge_send_buffer(sock: socket.socket, size: int = 16 << 20) -> None:
+    """Best effort: SO_SNDBUFFORCE needs CAP_NET_ADMIN; SO_SNDBUF is capped by wmem_max."""
+    for option in (32, socket.SO_SNDBUF):  # 32 = SO_SNDBUFFORCE (Linux)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, size)
+            return
+        except OSError:
+            continue
+
+
+def free_local_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
