@@ -27,6 +27,9 @@
   node.specialArgs = { inherit nixpkgs deploy-rs; };
 
   defaults = {
+    # Snapshot-able drives only (a read-only store image, a qcow2 UEFI variable store): the
+    # harness restores the fleet between scenarios instead of cold-booting it.
+    imports = [ ./fleet/nodes/snapshottable.nix ];
     documentation.enable = false;
   };
 

@@ -19,7 +19,7 @@ class MicroWithRawVariables(micro.Micro):
     """The micro image, plus for some nodes a writable raw drive kept where qemu-vm.nix keeps a
     UEFI node's variables (<state>/<name>-efi-vars.fd), created when missing as nixpkgs does."""
 
-    raw_nodes: tuple[str, ...]
+    raw_nodes: tuple[str, ...] = ()
 
     def start_scripts(self, spec, state_dir: Path, progress) -> dict[str, Path]:
         image = micro.ensure_micro_image(progress)
