@@ -55,7 +55,7 @@ def fleet(tmp_path):
     spec = FleetSpec(
         "fallback",
         {"alpha": NodeSpec(vlans=()), "beta": NodeSpec(vlans=())},
-        image=MicroWithRawVariables(("beta",)),
+        image=MicroWithRawVariables(raw_nodes=("beta",)),
     )
     booted = Fleet(spec, base_dir=tmp_path / "fleet", progress=said.append)
     booted.said = said
