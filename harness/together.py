@@ -40,7 +40,7 @@ def raise_first(failures: dict[str, BaseException], machines: Sequence[Machine])
 @contextmanager
 def paused(machines: Sequence[Machine]) -> Iterator[None]:
     """Every machine's CPUs stopped (QMP `stop`, one after the other: milliseconds), and all
-    running again afterwards, also when the body failed. A machine whose QEMU died meanwhile
+    running again afterwards (`cont`, in parallel), also when the body failed. A machine whose QEMU died meanwhile
     is not resumed; its own error says why."""
     stopped: list[Machine] = []
     try:
@@ -57,12 +57,8 @@ def paused(machines: Sequence[Machine]) -> Iterator[None]:
 
 
 def _resume(machines: Sequence[Machine]) -> list[Exception]:
-    errors = []
-    for machine in machines:
-        if not machine.booted:
-            continue
-        try:
-            machine.resume()
-        except Exception as exc:
-            errors.append(exc)
-    return errors
+    """`cont` on every running machine, in parallel: a guest that runs already takes CPU from
+    the QEMUs still waiting for their `cont`."""
+    running = [machine for machine in machines if machine.booted]
+    failures = each(running, lambda machine: machine.resume())
+    return [failures[m.name] for m in running if m.name in failures and isinstance(failures[m.name], Exception)]
