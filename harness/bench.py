@@ -11,7 +11,9 @@ output_10mb_s      time to return 10 MB of stdout
 seq_100k_bare_s    succeed("seq 1 100000"): 100,000 short lines (median of 3, each on a freshly
                    restored guest); target: at most 1.5 x seq_100k_pipe_s, no machine lost
 seq_100k_pipe_s    the same through `| cat` in the command itself (median of 3, as above)
-xdist_speedup      harness/bench_suite (16 VM tests) wall time with -n 1 divided by -n 2
+xdist_speedup      harness/bench_suite (16 VM tests, two fleets) wall time with -n 1 divided by -n 2
+fleet4_restore_s, uefi_fleet_cold_boot_s, uefi_fleet_restore_s, kept_fleet_first_test_s:
+                   fleets of micro nodes (harness/bench_fleets.py)
 Progress goes to stderr; only the JSON goes to stdout.
 """
 from __future__ import annotations
@@ -27,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import state_dirs
+from . import bench_fleets, state_dirs
 from .accel import resolve
 from .images import micro
 from .vm import Machine, process
@@ -184,13 +186,18 @@ def main() -> int:
         result["seq_100k_pipe_s"] = round(statistics.median(piped), 3)
         machine.crash()
 
+        fleets = bench_fleets.fleet_restores(choice.name, workdir, log)
+        fleet_samples = fleets.pop("fleet_samples")
+        result.update(fleets)
+        result["kept_fleet_first_test_s"] = bench_fleets.kept_fleet_first_test(choice.name, workdir, log)
+
         speedup, one, two = xdist_speedup()
         result["xdist_speedup"] = round(speedup, 2)
         result["xdist_wall_1_worker_s"] = round(one, 1)
         result["xdist_wall_2_workers_s"] = round(two, 1)
         result["samples"] = {
             "cold_boot_s": cold, "raw_cold_boot_s": raw, "restore_s": restores,
-            "seq_100k_bare_s": bare, "seq_100k_pipe_s": piped,
+            "seq_100k_bare_s": bare, "seq_100k_pipe_s": piped, **fleet_samples,
         }
     finally:
         process.kill_all()

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import state_dirs
+from . import state_dirs, together
 from .images import micro
 from .specs import FleetSpec, Image, NodeSpec
 from .vm import Machine, MachineError, QMPError, VdeSwitch, start_all
@@ -121,29 +121,36 @@ class Fleet:
         return self.image.start_scripts(self.spec, self.state_dir, self.progress)
 
     def snapshot(self, name: str) -> None:
-        """Snapshot every machine. A machine QEMU cannot snapshot (docs/nixos-facts.md: a 9p share, or
-        a writable raw drive such as a UEFI variable store) falls back, for the pristine
-        snapshot only, to a cold boot from a fresh disk in reset(); the fleet says so once."""
-        refused = {}
+        """Snapshot every machine at one moment: all paused, saved in parallel, resumed
+        together. A machine QEMU cannot snapshot (docs/nixos-facts.md: a 9p share, or a
+        writable raw drive) falls back, for the pristine snapshot only, to a cold boot from a
+        fresh disk in reset(); the fleet says so once, with QEMU's reason."""
+        targets = []
         for machine in self.machines.values():
-            if machine.name in self.cold_boot:
-                if name == PRISTINE:
-                    continue
+            if machine.name not in self.cold_boot:
+                targets.append(machine)
+            elif name != PRISTINE:
                 raise MachineError(machine.name, f"cannot snapshot: {self.cold_boot[machine.name]}")
-            try:
-                machine.snapshot(name)
-            except QMPError as exc:
-                if name == PRISTINE and SNAPSHOTS_RULED_OUT.search(str(exc)):
-                    refused[machine.name] = _first_line(exc)
-                    continue
-                if WRITE_FAILED.search(str(exc)):
-                    raise QMPError(
-                        machine.name,
-                        f"{_first_line(exc)}: QEMU could not write the snapshot into its disk "
-                        f"under {self.state_dir}. Is that filesystem full? Free space there, or "
-                        "set NDH_STATE_DIR to a directory on a larger disk.",
-                    ) from exc
-                raise
+        with together.paused(targets):
+            failures = together.each(targets, lambda machine: machine.snapshot(name))
+        refused = {}
+        for machine in targets:
+            exc = failures.get(machine.name)
+            if exc is None:
+                continue
+            if not isinstance(exc, QMPError):
+                raise exc
+            if name == PRISTINE and SNAPSHOTS_RULED_OUT.search(str(exc)):
+                refused[machine.name] = _first_line(exc)
+            elif WRITE_FAILED.search(str(exc)):
+                raise QMPError(
+                    machine.name,
+                    f"{_first_line(exc)}: QEMU could not write the snapshot into its disk "
+                    f"under {self.state_dir}. Is that filesystem full? Free space there, or "
+                    "set NDH_STATE_DIR to a directory on a larger disk.",
+                ) from exc
+            else:
+                raise exc
         if refused:
             self.cold_boot.update(refused)
             self.progress(
@@ -153,28 +160,36 @@ class Fleet:
             )
 
     def restore(self, name: str) -> None:
-        for machine in self.machines.values():
-            if machine.name in self.cold_boot:
-                if name != PRISTINE:
-                    raise MachineError(machine.name, f"cannot restore {name!r}: {self.cold_boot[machine.name]}")
-                self._cold_boot([machine])
-            else:
-                machine.restore(name)
+        """Back to snapshot `name`: machines that cannot snapshot cold-boot first (pristine
+        only), then the others are loaded at one moment and resumed together."""
+        cold = [m for m in self.machines.values() if m.name in self.cold_boot]
+        if cold and name != PRISTINE:
+            raise MachineError(cold[0].name, f"cannot restore {name!r}: {self.cold_boot[cold[0].name]}")
+        self._cold_boot(cold)
+        self._restore_together(name, [m for m in self.machines.values() if m.name not in self.cold_boot])
 
     def reset(self) -> None:
         """Back to the state right after boot: restore the pristine snapshot, restarting any
         machine a test stopped (its disk keeps the snapshot); machines without snapshots boot
         again from a fresh disk."""
         self._cold_boot([m for m in self.machines.values() if m.name in self.cold_boot])
-        for machine in self.machines.values():
-            if machine.name in self.cold_boot:
-                continue
-            if not machine.booted:
-                machine.start()
-            machine.restore(PRISTINE)
+        restorable = [m for m in self.machines.values() if m.name not in self.cold_boot]
+        stopped = [m for m in restorable if not m.booted]
+        if stopped:
+            start_all(*stopped)
+        self._restore_together(PRISTINE, restorable)
+
+    def _restore_together(self, name: str, machines: list[Machine]) -> None:
+        """All paused, `loadvm` in parallel (each stays paused), all resumed: the VLAN sees
+        one consistent moment. Then every shell answers (in parallel)."""
+        with together.paused(machines):
+            together.raise_first(together.each(machines, lambda machine: machine.load_snapshot(name)), machines)
+        together.raise_first(together.each(machines, lambda machine: machine.await_restored(name)), machines)
 
     def _cold_boot(self, machines: list[Machine]) -> None:
         """Stop, delete the per-boot state the start script recreates, boot (in parallel)."""
+        if not machines:
+            return
         for machine in machines:
             machine.crash()
             for pattern in (machine.disk_image.name, *FRESH_BOOT_FILES):

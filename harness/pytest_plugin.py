@@ -30,6 +30,9 @@ from . import keep, state_dirs
 from .fleet import PRISTINE, Fleet, FleetSpec
 from .vm import console, process
 
+# Fleets and pytest-xdist: the tests of one fleet run in one worker (one fleet per run).
+pytest_plugins = ["harness.pytest_xdist_fleets"]
+
 # Lines of each node's serial log and transcript a failed test's report (and JUnit XML) carries.
 JUNIT_TAIL_LINES = 40
 
@@ -58,6 +61,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--keep-vms",
         action="store_true",
         help="leave the fleets running after the run (to inspect them)",
+    )
+    group.addoption(
+        "--reuse-fleet",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="run the tests whose fleet has this kept fleet's nodes (`deploy-harness status` "
+        "lists them) against it, restoring its pristine snapshot before each test, instead of "
+        "booting a new fleet (repeatable)",
     )
     group.addoption(
         "--vm-artifacts",
@@ -156,18 +168,40 @@ class FleetPool:
         self.scopes: dict[FleetSpec, str] = {}
         self.keep = bool(config.getoption("--keep-vms"))
         self.kept: dict[FleetSpec, keep.KeptFleet] = {}  # --keep-vms only
+        self.reused: dict[FleetSpec, keep.ReusedFleet] = {}  # --reuse-fleet only
 
     def get(self, spec: FleetSpec, scope: str, test_id: str | None = None) -> Fleet:
         fleet = self.fleets.get(spec)
+        fresh = fleet is None
         if fleet is None:
-            fleet = self._boot(spec)
+            fleet = self._reuse(spec) or self._boot(spec)
             self.fleets[spec] = fleet
             self.scopes[spec] = scope
-        else:
-            fleet.reset()
+        if not fresh or spec in self.reused:
+            fleet.reset()  # a reused fleet starts pristine too: a person may have used it
         if spec in self.kept:
             self.kept[spec].save(last_test=test_id)  # pids change when reset restarts a node
+        if spec in self.reused:
+            self.reused[spec].save(last_test=test_id)
         return fleet
+
+    def _reuse(self, spec: FleetSpec) -> Fleet | None:
+        """--reuse-fleet: the first named kept fleet with this spec's nodes, attached."""
+        names = [n for n in self.config.getoption("--reuse-fleet") if n not in self._reused_names()]
+        if not names:
+            return None
+        record = keep.matching(names, spec)
+        if record is None:
+            self._progress(f"--reuse-fleet: none of {', '.join(names)} has the nodes of fleet {spec.name}; booting it")
+            return None
+        reused = keep.ReusedFleet(record, "pytest --reuse-fleet")
+        fleet = reused.open(spec)
+        self.reused[spec] = reused
+        self._progress(f"fleet {spec.name}: reusing kept fleet {record.name}, restored to {PRISTINE} before each test")
+        return fleet
+
+    def _reused_names(self) -> set[str]:
+        return {reused.record.name for reused in self.reused.values()}
 
     def _boot(self, spec: FleetSpec) -> Fleet:
         base_dir = None
@@ -216,7 +250,10 @@ class FleetPool:
         fleet = self.fleets.pop(spec)
         self.scopes.pop(spec, None)
         kept = self.kept.pop(spec, None)
-        if kept is not None:
+        reused = self.reused.pop(spec, None)
+        if reused is not None:
+            reused.let_go()  # QEMU runs on, for the next run or a person
+        elif kept is not None:
             kept.let_go()  # QEMU runs on; `deploy-harness` attaches from now on
         elif not fleet.keep:
             fleet.close()

@@ -151,5 +151,5 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.fixture
 def homelab(request: pytest.FixtureRequest, fleet) -> Homelab:
-    """The NixOS fleet (its pristine state; targets cold-boot), ready to deploy."""
+    """The NixOS fleet in its pristine state (restored from its snapshot), ready to deploy."""
     return Homelab(fleet, slow=decide_tier(request.config).slow)

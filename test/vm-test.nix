@@ -31,7 +31,10 @@
   node.specialArgs = { inherit nixpkgs deploy-rs sops-nix; };
 
   defaults = {
-    imports = [ sops-nix.nixosModules.sops ];
+    # sops-nix's module, as flake.nix gives it to every host; snapshot-able drives only (a
+    # read-only store image, a qcow2 UEFI variable store): the harness restores the fleet between
+    # scenarios instead of cold-booting it.
+    imports = [ sops-nix.nixosModules.sops ./fleet/nodes/snapshottable.nix ];
     documentation.enable = false;
   };
 

@@ -3,11 +3,13 @@ found again by later processes. paths.py: where they live; records.py: a fleet's
 (what a later process needs to drive it: each node's QEMU pid and start time, so that a reused
 pid never passes for it, start script, state directory, backdoor token, VLANs, port forwards;
 each VLAN switch's pid); claims.py: a new fleet's directory and record; locks.py: one driver per
-node; attach.py: driving a node of a kept fleet; stop.py: ending a fleet.
+node; attach.py: driving a node of a kept fleet; reuse.py: a test run driving a kept fleet
+(`pytest --reuse-fleet`); stop.py: ending a fleet.
 """
 from .attach import KeptFleet, attached, how_to_attach
 from .claims import claim, claim_free
 from .errors import FleetStateError, NoFleet, NodeBusy
 from .paths import check_name, dir_name_for, env_prefix, fleets_root
 from .records import FleetRecord, all_fleets, find
+from .reuse import ReusedFleet, matching
 from .stop import leftover_processes, stop_fleet

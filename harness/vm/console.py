@@ -103,3 +103,10 @@ class SerialConsoleVerbs:
         from .shell_session import BackdoorShell
 
         return BackdoorShell(self, "this test", "machine.shell_interact()").interactive()
+
+    def _serial_size(self) -> int:
+        return self.serial_log.stat().st_size if self.serial_log.exists() else 0
+
+    def note(self, text: str) -> None:
+        """Write a marker into the transcript (the plugin marks each test's start)."""
+        self._transcript.note(text)

@@ -25,7 +25,7 @@ from .guest import DEFAULT_TIMEOUT, GuestShell
 from .keep_mode import KeepMode
 from .console import SerialConsoleVerbs
 from .monitor import MonitorVerbs
-from .qemu_options import PortForward, QemuLaunch, accel_flag, bound_forwards
+from .qemu_options import PortForward, QemuLaunch, accel_flag, bound_forwards, enlarge_send_buffer
 from .qmp import QMP, QMPCommandError, QMPConnectionError
 
 __all__ = ["DEFAULT_TIMEOUT", "Machine", "PortForward", "start_all"]
@@ -98,6 +98,7 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
         self._stderr_of: str | None = None  # the command whose stderr the guest's file holds
         self._stopped_by_us = False  # shutdown/crash/close, as opposed to QEMU dying
         self._evidence_from = self._serial_offset  # where this boot's (or restore's) text begins
+        self._launched_at: float | None = None  # connect() waits boot_timeout from here
 
     def __repr__(self) -> str:
         return f"<Machine {self.name} {'up' if self.booted else 'down'}>"
@@ -125,6 +126,7 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
         self.forwards = [PortForward(f.guest_port, 0) for f in self.forwards]  # QEMU picks anew
         self._serial_offset = self._evidence_from = self._serial_size()
         self._transcript.note(f"starting {self.start_script}")
+        self._launched_at = time.monotonic()
         (self.state_dir / "qmp").unlink(missing_ok=True)
         self.shared_dir.mkdir(exist_ok=True)
         try:
@@ -135,7 +137,7 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
                 # listen/accept race), with a large send buffer, since QEMU drops console
                 # output it cannot send.
                 self._console, qemu_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-                _enlarge_send_buffer(qemu_end)
+                enlarge_send_buffer(qemu_end)
         except OSError as exc:
             self._close_console()
             raise MachineStartError(self.name, f"cannot create the console {self.console_socket}: {exc}") from exc
@@ -179,14 +181,18 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
         if self.process is None or self._console is None:
             raise MachineStartError(self.name, "connect() before launch()")
         started = time.monotonic()
+        # One deadline from launch for QMP and the ready line: a NixOS start script builds its
+        # store image (mkfs.erofs over the closure) before it execs QEMU, and on a loaded host
+        # that alone can take minutes; QMP appears only once QEMU runs.
+        deadline = (self._launched_at or started) + self.boot_timeout
         try:
             self._backdoor = Backdoor(self._console, self._alive, self._backdoor_token)
             self._console = None  # owned by the backdoor now
             self.qmp = QMP(self.state_dir / "qmp")
-            self.qmp.connect(timeout=30 * self.time_scale, alive=self._alive)
+            self.qmp.connect(timeout=_remaining(deadline), alive=self._alive)
             if self.forwards:
                 self.forwards = bound_forwards(self.forwards, self.qmp.hmp("info usernet"))
-            self._backdoor.wait_ready(self.boot_timeout)
+            self._backdoor.wait_ready(_remaining(deadline))
         except (BackdoorEOF, BackdoorTimeout, QMPConnectionError, QMPCommandError, OSError, ValueError) as exc:
             if isinstance(exc, BackdoorEOF):
                 # The console closes a moment before QEMU exits: let it, to report its status.
@@ -331,20 +337,11 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
         """The serial console since the last start or restore (earlier text is history)."""
         return console.excerpt(self.serial_log, start=self._evidence_from)
 
-    # -- helpers -------------------------------------------------------------------------
-
     def forwarded_port(self, guest_port: int) -> int:
         for forward in self.forwards:
             if forward.guest_port == guest_port:
                 return forward.host_port
         raise KeyError(f"machine {self.name} forwards no guest port {guest_port}")
-
-    def _serial_size(self) -> int:
-        return self.serial_log.stat().st_size if self.serial_log.exists() else 0
-
-    def note(self, text: str) -> None:
-        """Write a marker into the transcript (the plugin marks each test's start)."""
-        self._transcript.note(text)
 
     def _launch_options(self) -> QemuLaunch:
         return QemuLaunch(
@@ -394,12 +391,5 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
             self._console = None
 
 
-def _enlarge_send_buffer(sock: socket.socket, size: int = 16 << 20) -> None:
-    """Best effort: SO_SNDBUFFORCE needs CAP_NET_ADMIN; SO_SNDBUF is capped by wmem_max."""
-    for option in (32, socket.SO_SNDBUF):  # 32 = SO_SNDBUFFORCE (Linux)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, option, size)
-            return
-        except OSError:
-            continue
-
+def _remaining(deadline: float) -> float:
+    return max(1.0, deadline - time.monotonic())

@@ -49,8 +49,23 @@ class MonitorVerbs:
         self._hmp_snapshot(f"savevm {name}", "snapshot")
         self._transcript.note(f"snapshot {name}")
 
+    def pause(self) -> None:
+        """Stop the guest's CPUs (QMP `stop`); snapshots taken or loaded meanwhile leave it
+        stopped, so a fleet can be saved or restored at one moment (harness.fleet)."""
+        self._qmp("stop", {})
+
+    def resume(self) -> None:
+        """Let a paused guest run again (QMP `cont`)."""
+        self._qmp("cont", {})
+
     def restore(self, name: str) -> None:
         """Go back to snapshot `name` and check the shell answers; heals an out-of-step backdoor."""
+        self.load_snapshot(name)
+        self.await_restored(name)
+
+    def load_snapshot(self, name: str) -> None:
+        """Load snapshot `name` (QEMU's `loadvm`), without waiting for the shell. A paused
+        machine stays paused; `await_restored` once it runs."""
         self._require_up()
         assert self._backdoor is not None
         self._backdoor.discard_pending_output()
@@ -58,8 +73,12 @@ class MonitorVerbs:
         self._backdoor.discard_pending_output()
         self._serial_offset = self._evidence_from = self._serial_size()  # what the console said before is history
         self._transcript.note(f"restored {name}")
+
+    def await_restored(self, name: str, timeout: float = 60) -> None:
+        """One round trip to the restored shell: it answers, or the error says why not."""
+        assert self._backdoor is not None
         try:
-            self._backdoor.sync(timeout=60 * self.time_scale)
+            self._backdoor.sync(timeout=timeout * self.time_scale)
         except BackdoorEOF as exc:
             status = self._stop_process()
             raise MachineDied(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -81,3 +82,13 @@ class QemuLaunch:
         for number, socket_dir in self.vlans.items():
             env[f"QEMU_VDE_SOCKET_{number}"] = str(socket_dir)
         return env
+
+
+def enlarge_send_buffer(sock: socket.socket, size: int = 16 << 20) -> None:
+    """Best effort: SO_SNDBUFFORCE needs CAP_NET_ADMIN; SO_SNDBUF is capped by wmem_max."""
+    for option in (32, socket.SO_SNDBUF):  # 32 = SO_SNDBUFFORCE (Linux)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, size)
+            return
+        except OSError:
+            continue

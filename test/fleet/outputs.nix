@@ -19,8 +19,30 @@ let
       (builtins.attrNames variants);
 
   nixosConfigurations = builtins.listToAttrs (builtins.concatMap configurationsOf targetNodes);
+  names = builtins.attrNames nixosConfigurations;
+
+  # lib/deploy-nodes.nix called once per configuration: the node names are known without
+  # evaluating any variant (lib/deploy-nodes.nix itself filters on each host's
+  # homelab.users.deploy.enable), and deploying one variant evaluates that variant alone. One
+  # call over all configurations would evaluate all of them (2 targets x every variant, each
+  # a full NixOS evaluation) in the deployer's memory for every deploy.
+  deployNodes = import ../../lib/deploy-nodes.nix;
+  nodeOf = name:
+    (deployNodes { inherit activate; } { ${name} = nixosConfigurations.${name}; }).nodes.${name}
+      or (throw "test/fleet/outputs.nix: ${name} has no deploy user (homelab.users.deploy.enable), so it is no deploy node");
+  requestedTestHost = if testHost == null then "" else testHost;
+
+  deploy =
+    if requestedTestHost == "" then
+      { nodes = builtins.listToAttrs (map (name: { inherit name; value = nodeOf name; }) names); }
+    else
+      # A test-branch deploy: the requested host alone (all of them only for the error that
+      # lists the deployable hosts).
+      deployNodes { inherit activate testHost; }
+        (if nixosConfigurations ? ${requestedTestHost}
+         then { ${requestedTestHost} = nixosConfigurations.${requestedTestHost}; }
+         else nixosConfigurations);
 in
 {
-  inherit nixosConfigurations;
-  deploy = import ../../lib/deploy-nodes.nix { inherit activate testHost; } nixosConfigurations;
+  inherit nixosConfigurations deploy;
 }

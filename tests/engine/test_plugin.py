@@ -151,3 +151,28 @@ def test_a_killed_run_leaves_state_that_the_next_run_removes(child):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"removed 1 state directory of dead runs: {dead[0]}" in proc.stdout
     assert not dead[0].exists()
+
+
+def test_the_tests_of_one_fleet_run_in_one_xdist_worker(child, tmp_path):
+    """`-n 2` without --dist: one fleet per run (docs/snapshots.md, "Parallel runs")."""
+    fleet_tests = """
+        @pytest.mark.fleet(ONE)
+        def test_{name}(fleet):
+            import pathlib
+            worker = os.environ.get("PYTEST_XDIST_WORKER", "none")
+            pathlib.Path("seen", "{name}").write_text(f"{{worker}} {{fleet.state_dir}}")
+        """
+    (tmp_path / "seen").mkdir()
+    files = {
+        "test_a.py": "".join(fleet_tests.format(name=f"a{n}") for n in range(3)),
+        "test_b.py": "".join(fleet_tests.format(name=f"b{n}") for n in range(3)),
+        "test_c.py": "".join(f"\ndef test_plain_{n}():\n    time.sleep(0.2)\n" for n in range(6)),
+    }
+    proc, leftovers = child(files, "-n", "2", "-v")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "vm fleets: one per run" in proc.stdout
+    seen = {path.name: path.read_text().split() for path in (tmp_path / "seen").iterdir()}
+    assert len(seen) == 6
+    assert len({worker for worker, _ in seen.values()}) == 1, seen
+    assert len({state for _, state in seen.values()}) == 1, "one fleet booted for all six tests"
+    assert leftovers == []

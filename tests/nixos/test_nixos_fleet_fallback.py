@@ -19,7 +19,7 @@ class MicroWithRawVariables(micro.Micro):
     """The micro image, plus for some nodes a writable raw drive kept where qemu-vm.nix keeps a
     UEFI node's variables (<state>/<name>-efi-vars.fd), created when missing as nixpkgs does."""
 
-    raw_nodes: tuple[str, ...]
+    raw_nodes: tuple[str, ...] = ()
 
     def start_scripts(self, spec, state_dir: Path, progress) -> dict[str, Path]:
         image = micro.ensure_micro_image(progress)
@@ -55,7 +55,7 @@ def fleet(tmp_path):
     spec = FleetSpec(
         "fallback",
         {"alpha": NodeSpec(vlans=()), "beta": NodeSpec(vlans=())},
-        image=MicroWithRawVariables(("beta",)),
+        image=MicroWithRawVariables(raw_nodes=("beta",)),
     )
     booted = Fleet(spec, base_dir=tmp_path / "fleet", progress=said.append)
     booted.said = said

@@ -16,6 +16,10 @@ from support import require
 HERE = Path(__file__).resolve().parent
 
 
+# What nixpkgs' nixos/modules/config/nix.nix adds to every NixOS system (mkAfter).
+NIXPKGS_DEFAULT_CACHE = '{ lib, ... }: { nix.settings.substituters = lib.mkAfter [ "https://cache.nixos.org/" ]; }'
+
+
 def evaluate(select: str, node: str = "target.nix", extra: str = '{ networking.hostName = "target"; }'):
     lib = os.environ.get("NIXPKGS_LIB")
     if not lib:
@@ -26,7 +30,7 @@ def evaluate(select: str, node: str = "target.nix", extra: str = '{ networking.h
         f"let lib = import {p(lib)}; "
         f"stub = import {p(HERE / 'target-eval-stub.nix')} {{ inherit lib; fakeNixpkgs = {p(HERE / 'fake-nixpkgs')}; }}; "
         f"r = import {p(REPO / 'tests' / 'fleet' / 'module-eval.nix')} {{ inherit lib; "
-        f"modules = [ stub {p(REPO / 'test' / 'fleet' / 'nodes' / node)} {extra} ]; }}; "
+        f"modules = [ stub {p(REPO / 'test' / 'fleet' / 'nodes' / node)} {extra} ({NIXPKGS_DEFAULT_CACHE}) ]; }}; "
         f"config = r.config; variants = config.homelabTest.variants or {{ }}; in {select}"
     )
     result = subprocess.run(
@@ -41,7 +45,8 @@ def test_the_target_node_is_a_deployable_uefi_host():
     facts = evaluate("""{
       inherit (r) failedAssertions;
       switch = config.system.switch.enable;
-      inherit (config.virtualisation) useBootLoader useEFIBoot mountHostNixStore sharedDirectories;
+      inherit (config.virtualisation) useBootLoader useEFIBoot mountHostNixStore sharedDirectories diskSize;
+      substituters = config.nix.settings.substituters;
       systemdBoot = config.boot.loader.systemd-boot.enable;
       deployUser = config.homelab.users.deploy.enable;
       cache = config.homelab.nixCache.url;
@@ -54,6 +59,8 @@ def test_the_target_node_is_a_deployable_uefi_host():
     assert facts["switch"] and facts["useBootLoader"] and facts["useEFIBoot"] and facts["systemdBoot"]
     assert facts["mountHostNixStore"] is False and facts["sharedDirectories"] == {}
     assert facts["deployUser"] and facts["cache"] == "http://cache:5000"
+    assert facts["substituters"] == ["http://cache:5000"], "only the fleet cache, not cache.nixos.org"
+    assert facts["diskSize"] == 8192
     assert facts["activationTimeout"] == 120
     assert facts["variant"] == "v1"
     assert facts["preloaded"] == len(facts["variants"]) - 1, "every variant but cache-pull is preloaded"

@@ -84,6 +84,25 @@ def test_every_variant_of_every_target_is_a_deploy_node():
         assert node["sshUser"] == "deploy" and node["user"] == "root"
 
 
+def test_deploy_node_names_force_no_variant_and_a_deploy_evaluates_one():
+    """deploy-rs lists `deploy.nodes` to find the node it deploys; that must not evaluate every
+    variant (each a full NixOS evaluation, in the deployer's memory)."""
+    only = "target-v2"
+    expr = (
+        f"let m = {MOCK_NODES}; "
+        # Every variant but one throws when its configuration is read.
+        "nodes = builtins.mapAttrs (node: n: { homelabTest.variants = builtins.mapAttrs (variant: v: "
+        f"if \"${{node}}-${{variant}}\" == \"{only}\" then v else {{ config = throw \"forced ${{node}}-${{variant}}\"; }}) "
+        "n.homelabTest.variants; }) m.nodes; "
+        f"o = import {path(FLEET / 'outputs.nix')} {{ inherit nodes; inherit (m) activate; }}; in "
+        f"{{ names = builtins.attrNames o.deploy.nodes; node = o.deploy.nodes.{json.dumps(only)}; }}"
+    )
+    out = nix_eval(expr)
+    assert len(out["names"]) == 2 * len(nix_eval(f"builtins.attrNames (import {path(FLEET / 'variants')})"))
+    assert out["node"]["hostname"] == "target"
+    assert list(out["node"]["profiles"]) == ["system"]
+
+
 def test_a_test_branch_deploy_has_only_the_requested_node():
     out = outputs("target-v2")
     assert list(out["deploy"]["nodes"]) == ["target-v2"]

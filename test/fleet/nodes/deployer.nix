@@ -28,8 +28,14 @@ in
   # decrypt what the targets decrypt.
   environment.systemPackages = [ deploy-rs.packages.${system}.default pkgs.sops pkgs.age ];
 
+  # test-instrumentation.nix sets vm.panic_on_oom = 2 (mkDefault): an evaluation that runs out
+  # of memory would panic the VM. Here the OOM killer ends nix instead, and the deploy fails
+  # with a message (docs/snapshots.md, "The deployer's memory").
+  boot.kernel.sysctl."vm.panic_on_oom" = 0;
+
   virtualisation = {
-    # Evaluating NixOS takes memory (deploy-rs's own VM tests give their deployer 4 GiB).
+    # Evaluating NixOS takes memory (deploy-rs's own VM tests give their deployer 4 GiB). A
+    # deploy evaluates one variant (../outputs.nix); raise this if a deploy is OOM-killed.
     memorySize = 4096;
     cores = 2;
     diskSize = 8192;

@@ -40,10 +40,14 @@ in
       useEFIBoot = true;
       # The store lives in the disk image and survives reboots; no 9p share (the default test
       # VM's host store and xchg/shared directories): QEMU refuses snapshots with 9p mounted.
-      # (UEFI's raw variable store still rules out snapshots: the harness cold-boots targets.)
+      # The UEFI variable store is attached as qcow2 (./snapshottable.nix), so targets snapshot.
       mountHostNixStore = false;
       sharedDirectories = lib.mkForce { };
       memorySize = 1536;
+      # Explicit: the default changed between releases (1024 MiB, then "auto" where supported).
+      # The overlay on nixpkgs' disk image; its root file system is sized to the preloaded
+      # closures by make-disk-image.
+      diskSize = 8192;
       additionalPaths = map (variant: variant.config.system.build.toplevel)
         (lib.attrValues (removeAttrs config.homelabTest.variants [ "cache-pull" ]));
     };
@@ -72,6 +76,9 @@ in
       publicKey = keys.cache.publicKey;
       negativeTtl = 0;
     };
+    # Only the fleet cache: nixpkgs appends cache.nixos.org (mkAfter, nixos/modules/config/
+    # nix.nix), which the VLAN cannot reach, so every pull would wait through DNS retries.
+    nix.settings.substituters = lib.mkForce [ config.homelab.nixCache.url ];
     homelab.services.monitoring = {
       enable = true;
       # The cache node's Prometheus scrapes it (../nodes/cache.nix).

@@ -1,0 +1,96 @@
+"""A kept fleet driven by a test run (`pytest --reuse-fleet NAME`): its nodes locked and
+attached for the run, restored to their pristine snapshot before each test, let go at the end.
+QEMU and the VLAN switches run on; the fleet's record keeps its owner and switches, and only
+learns the last test and any node a reset restarted."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..fleet import Fleet
+from ..vm.adopted import AdoptedProcess, start_time
+from .attach import ATTACH_TIMEOUT, machine_for
+from .errors import FleetStateError
+from .locks import NodeLock
+from .records import FleetRecord, find, require_usable
+
+if TYPE_CHECKING:
+    from ..specs import FleetSpec
+
+
+def layout_of_spec(spec: "FleetSpec") -> dict[str, tuple]:
+    return {
+        name: (tuple(node.vlans), node.allow_reboot, tuple(sorted(node.forward_ports)))
+        for name, node in spec.nodes.items()
+    }
+
+
+def layout_of_record(record: FleetRecord) -> dict[str, tuple]:
+    return {
+        name: (tuple(node.vlans), node.allow_reboot, tuple(sorted(guest for guest, _ in node.forwards)))
+        for name, node in record.nodes.items()
+    }
+
+
+def matching(names: list[str], spec: "FleetSpec") -> FleetRecord | None:
+    """The first of the named kept fleets whose nodes are the spec's (names, VLANs, reboot
+    policy, forwarded ports); None if none is."""
+    wanted = layout_of_spec(spec)
+    for name in names:
+        record = find(name)
+        if layout_of_record(record) == wanted:
+            return record
+    return None
+
+
+class ReusedFleet:
+    def __init__(self, record: FleetRecord, holder: str) -> None:
+        self.record = record
+        self.holder = holder
+        self.locks: list[NodeLock] = []
+
+    def open(self, spec: "FleetSpec") -> Fleet:
+        """Lock and attach every node; the Fleet drives them (it never stops them)."""
+        require_usable(self.record)
+        fleet = Fleet(spec, accel=self.record.accel or "tcg", base_dir=self.record.directory, keep=True)
+        try:
+            for node in self.record.nodes.values():
+                if not node.running:
+                    raise FleetStateError(
+                        f"node {node.name} of fleet {self.record.name} is not running (pid {node.pid}); "
+                        f"start the fleet afresh with `deploy-harness down --fleet {self.record.name}` and `up`"
+                    )
+                lock = NodeLock(Path(node.state_dir), node.name)
+                lock.acquire(self.holder)
+                self.locks.append(lock)
+                machine = machine_for(node)
+                assert node.pid is not None and node.started is not None
+                # No resync: the restore before each test resynchronises, also a stuck shell.
+                machine.attach(AdoptedProcess(node.pid, node.started), timeout=ATTACH_TIMEOUT, resync=False)
+                fleet.machines[node.name] = machine
+        except BaseException:
+            self._let_go(fleet)
+            raise
+        self.fleet = fleet
+        return fleet
+
+    def save(self, last_test: str | None) -> None:
+        """Record the last test, and the new QEMU of any node a reset had to start again."""
+        for machine in self.fleet:
+            node = self.record.nodes[machine.name]
+            if machine.pid and machine.pid != node.pid:
+                node.pid, node.started = machine.pid, start_time(machine.pid)
+        if last_test is not None:
+            self.record.last_test = last_test
+        self.record.write()
+
+    def let_go(self) -> None:
+        self._let_go(self.fleet)
+
+    def _let_go(self, fleet: Fleet) -> None:
+        for machine in fleet:
+            if machine.booted:
+                machine.detach()
+        for lock in self.locks:
+            lock.release()
+        self.locks.clear()

@@ -1,0 +1,48 @@
+# The options of nixpkgs' qemu-vm.nix that test/fleet/nodes/snapshottable.nix post-processes,
+# declared and defined as qemu-vm.nix declares and defines them (the store image drive and the
+# pflash lines), so the module evaluates with nixpkgs' lib alone (test_nixos_snapshottable.py).
+{ lib, useEFIBoot, useNixStoreImage, efiLine ? "-drive if=pflash,format=raw,unit=1,readonly=off,file=$NIX_EFI_VARS" }:
+let
+  inherit (lib) mkOption types;
+  fakeDerivation = name: { type = "derivation"; inherit name; outPath = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-${name}"; };
+  driveOpts = {
+    options = {
+      file = mkOption { type = types.str; };
+      driveExtraOpts = mkOption { type = types.attrsOf types.str; default = { }; };
+      deviceExtraOpts = mkOption { type = types.attrsOf types.str; default = { }; };
+      name = mkOption { type = types.nullOr types.str; default = null; };
+    };
+  };
+in
+{
+  options.virtualisation = {
+    useEFIBoot = mkOption { type = types.bool; default = false; };
+    useNixStoreImage = mkOption { type = types.bool; default = false; };
+    host.pkgs = mkOption { type = types.raw; };
+    qemu.package = mkOption { type = types.raw; default = fakeDerivation "qemu"; };
+    qemu.options = mkOption { type = types.listOf types.str; default = [ ]; example = [ "-vga std" ]; description = "Options passed to QEMU."; };
+    qemu.drives = mkOption { type = types.listOf (types.submodule driveOpts); description = "Drives passed to qemu."; };
+  };
+  config = {
+    virtualisation = {
+      inherit useEFIBoot useNixStoreImage;
+      host.pkgs = {
+        coreutils = fakeDerivation "coreutils";
+        writeShellScript = name: text: fakeDerivation name // { inherit text; };
+      };
+      qemu.options = lib.mkMerge [
+        [ "-usb" ]
+        (lib.mkIf useEFIBoot [
+          "-drive if=pflash,format=raw,unit=0,readonly=on,file=/nix/store/0123456789abcdfghijklmnpqrsvwxyz-OVMF/FV/OVMF_CODE.fd"
+          efiLine
+        ])
+      ];
+      qemu.drives = lib.mkMerge [
+        [ { name = "root"; file = ''"$NIX_DISK_IMAGE"''; driveExtraOpts.cache = "writeback"; deviceExtraOpts.serial = "root"; } ]
+        (lib.mkIf useNixStoreImage [
+          { name = "nix-store"; file = ''"$TMPDIR"/store.img''; deviceExtraOpts.bootindex = "2"; driveExtraOpts.format = "raw"; }
+        ])
+      ];
+    };
+  };
+}
