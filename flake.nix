@@ -49,6 +49,17 @@
       };
 
       pkgs = nixpkgs.legacyPackages.${system};
+
+      # ---- Scenario checks (docs/scenario-checks.md) ----------------------------------------
+      # checks.<system>.scenario-<name>: one per scenario file, run by pytest in the build
+      # sandbox on a builder with the `kvm` and `nixos-test` features, against the nodes of
+      # test/vm-test.nix, with the harness from this flake's own package.
+      scenarioChecks = import ./test/scenario-checks.nix {
+        inherit pkgs;
+        harness = self.packages.${system}.deploy-harness;
+        nodes = (import ./test/fleet { inherit nixpkgs deploy-rs sops-nix system; }).vmTest.nodes;
+      };
+      # ---- end of the scenario checks -------------------------------------------------------
     in
     {
       nixosConfigurations = hosts;
@@ -88,7 +99,12 @@
             in
             if offending == [ ] then pkgs.runCommand "main-deploy-profiles" { } "touch $out"
             else throw "deploy.nodes has profiles other than `system` on: ${toString offending} (was HOMELAB_DEPLOY_TEST_HOST set with --impure?)";
-        };
+        }
+        # The scenarios, one check per file (docs/scenario-checks.md).
+        // scenarioChecks;
+
+      # Hydra (a flake jobset builds `hydraJobs`): the scenario checks, one job each.
+      hydraJobs.scenarios.${system} = scenarioChecks;
 
       devShells.${system}.default = pkgs.mkShell {
         packages = [
