@@ -4,6 +4,7 @@ wrong table is an error that says what is wrong, never a silent skip."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -93,3 +94,72 @@ def test_the_check_s_variable_name_is_the_harness_s():
     from nixos_testlib import REPO
 
     assert f"{ENV} =" in (REPO / "test" / "scenario-checks.nix").read_text()
+
+
+# --- a real fleet from the table, as a scenario check boots one ------------------------------
+
+INNER_TEST = '''
+import pytest
+from harness.fleet import FleetSpec, NodeSpec
+from harness.images.nixos import NixosTestImage
+
+PAIR = FleetSpec(
+    "prebuilt-pair",
+    {"alpha": NodeSpec(vlans=(1,)), "beta": NodeSpec(vlans=(1,))},
+    image=NixosTestImage(flake="/nonexistent-flake"),
+)
+
+
+@pytest.mark.fleet(PAIR)
+def test_the_pair_boots_from_the_table(fleet):
+    fleet["alpha"].succeed("ping -c 1 -W 5 beta")
+'''
+
+
+def test_pytest_boots_a_fleet_from_the_table_and_never_calls_nix(tmp_path):
+    """nixpkgs-shaped start scripts (the micro image's kernel, `-machine accel=kvm:tcg` as newer
+    nixpkgs writes it) named by NDH_NODE_SCRIPTS; a `nix` first on PATH records any call."""
+    import shutil
+    import subprocess
+    import sys
+
+    from harness.images import micro
+    from nixos_testlib import REPO
+
+    if shutil.which("qemu-system-x86_64") is None or shutil.which("vde_switch") is None:
+        pytest.skip("qemu-system-x86_64 or vde_switch is not installed (run ci/bootstrap)")
+    image = micro.ensure_micro_image()
+    launcher = tmp_path / "qemu-launcher"
+    launcher.write_text('#!/bin/sh\nexec qemu-system-x86_64 -machine accel=kvm:tcg -cpu max "$@"\n')
+    launcher.chmod(0o755)
+    hosts = {"alpha": "192.168.1.1", "beta": "192.168.1.2"}
+    table = {}
+    for number, node in enumerate(("alpha", "beta"), 1):
+        script = tmp_path / f"{node}-vm" / "bin" / f"run-{node}-vm"
+        script.parent.mkdir(parents=True)
+        script.write_text(micro.start_script_text(image, micro.MicroNode(node, number, (1,), hosts), qemu=str(launcher)))
+        script.chmod(0o755)
+        table[node] = str(script)
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    called = tmp_path / "nix-was-called"
+    (fake_bin / "nix").write_text(f'#!/bin/sh\necho "$@" >> {called}\nexit 1\n')
+    (fake_bin / "nix").chmod(0o755)
+    (tmp_path / "test_inner.py").write_text(INNER_TEST)
+    env = {
+        **os.environ,
+        ENV: json.dumps(table),
+        "PATH": f"{fake_bin}:{os.environ['PATH']}",
+        "PYTHONPATH": str(REPO),
+        "NDH_STATE_DIR": str(tmp_path / "state"),
+        "NDH_FLEETS_DIR": str(tmp_path / "fleets"),
+    }
+    (tmp_path / "state").mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "test_inner.py", "--vm-accel=tcg", "-p", "no:cacheprovider",
+         "-rA", "--junitxml=junit.xml"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "1 passed" in proc.stdout
+    assert not called.exists(), f"nix was called: {called.read_text()}"
