@@ -264,7 +264,7 @@ def test_nightly_says_whether_it_runs_pytest_or_the_scenario_checks_and_why():
     header = "\n".join(line for line in text.splitlines() if line.startswith("#"))
     commands = " ".join(s.get("run", "") for s in load("nightly")["jobs"]["scenarios"]["steps"])
     builds_checks = "checks.x86_64-linux.scenario-" in commands or "nix-fast-build" in commands
-    runs_pytest = "pytest scenarios/" in commands
+    runs_pytest = "pytest scenarios/" in commands or ".#scenarios" in commands  # the flake's app runs it
     assert builds_checks != runs_pytest, "nightly runs the scenarios one way"
     assert "scenario checks" in header and "docs/scenario-checks.md" in header
     assert ("not the scenario checks" in header) == runs_pytest, "the header must say which, and why"
