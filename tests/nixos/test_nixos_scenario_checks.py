@@ -205,3 +205,64 @@ def test_a_failing_scenario_fails_the_check_and_says_where_its_artifacts_are(run
     assert f"{build}/repo/results" in proc.stderr
     assert (build / "repo" / "results" / "junit.xml").exists()
     assert not out.exists()
+
+
+# --- flake.nix's wiring, with mock inputs ----------------------------------------------------
+
+FAKE_NIXPKGS = """
+{ system, ... }: {
+  testers.runNixOSTest = test: {
+    nodes = builtins.mapAttrs
+      (name: _: { system.build.vm = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-vm-${name}"; })
+      (test { }).nodes;
+  };
+}
+"""
+
+
+def test_the_flake_makes_the_scenario_checks_from_its_harness_package(tmp_path):
+    """flake.nix passes its own package `deploy-harness` and the vm-test nodes, and adds the
+    scenario checks to `checks` and `hydraJobs`. nixpkgs and deploy-rs are mocks; the harness
+    package is replaced by a marker (whatever flake.nix builds it with is not evaluated)."""
+    (tmp_path / "default.nix").write_text(FAKE_NIXPKGS)
+    mocks = REPO / "tests" / "fleet" / "mock-fleet.nix"
+    expr = f"""
+      let
+        m = import (/. + {json.dumps(str(mocks))}) {{ }};
+        pkgs = {{
+          runCommand = name: env: script: env // {{ inherit name script; }};
+          python3.withPackages = f: {{ pythonEnv = f {{ pytest = "pytest"; toPythonModule = x: {{ module = x; }}; }}; }};
+          vde2 = "vde2";
+        }};
+        nixpkgs = m.nixpkgs // {{
+          outPath = /. + {json.dumps(str(tmp_path))};
+          legacyPackages.x86_64-linux = pkgs;
+        }};
+        deploy-rs = {{ lib.x86_64-linux = m.deploy-rs.lib.x86_64-linux // {{ deployChecks = _: {{ }}; }}; }};
+        flake = import (/. + {json.dumps(str(REPO / "flake.nix"))});
+        out = flake.outputs {{
+          self = out // {{
+            packages.x86_64-linux = out.packages.x86_64-linux // {{ deploy-harness = "mock-harness"; }};
+          }};
+          inherit nixpkgs deploy-rs;
+          inherit (m) sops-nix;
+        }};
+        scenario = builtins.filter (n: builtins.substring 0 9 n == "scenario-") (builtins.attrNames out.checks.x86_64-linux);
+        one = out.checks.x86_64-linux.scenario-magic-rollback;
+      in {{
+        inherit scenario;
+        hydra = builtins.attrNames out.hydraJobs.scenarios.x86_64-linux;
+        harness = builtins.elemAt one.nativeBuildInputs 0;
+        scripts = one.NDH_NODE_SCRIPTS;
+        features = one.requiredSystemFeatures;
+      }}"""
+    require("nix-instantiate")
+    result = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    wired = json.loads(result.stdout)
+    assert sorted(wired["scenario"]) == sorted(expected_names(REPO))
+    assert wired["hydra"] == sorted(wired["scenario"])
+    assert wired["harness"] == {"pythonEnv": ["pytest", {"module": "mock-harness"}]}
+    assert sorted(json.loads(wired["scripts"])) == sorted(NODES)
+    assert wired["features"] == ["kvm", "nixos-test"]
