@@ -58,6 +58,17 @@
       };
       harnessApps = pkgs.callPackage ./nix/apps.nix { inherit (harnessPackages) deploy-harness micro-image; };
       app = drv: { type = "app"; program = pkgs.lib.getExe drv; };
+
+      # ---- Scenario checks (docs/scenario-checks.md) ----------------------------------------
+      # checks.<system>.scenario-<name>: one per scenario file, run by pytest in the build
+      # sandbox on a builder with the `kvm` and `nixos-test` features, against the nodes of
+      # test/vm-test.nix, with the harness from this flake's own package.
+      scenarioChecks = import ./test/scenario-checks.nix {
+        inherit pkgs;
+        harness = self.packages.${system}.deploy-harness;
+        nodes = (import ./test/fleet { inherit nixpkgs deploy-rs sops-nix system; }).vmTest.nodes;
+      };
+      # ---- end of the scenario checks -------------------------------------------------------
     in
     {
       nixosConfigurations = hosts;
@@ -105,7 +116,12 @@
             in
             if offending == [ ] then pkgs.runCommand "main-deploy-profiles" { } "touch $out"
             else throw "deploy.nodes has profiles other than `system` on: ${toString offending} (was HOMELAB_DEPLOY_TEST_HOST set with --impure?)";
-        };
+        }
+        # The scenarios, one check per file (docs/scenario-checks.md).
+        // scenarioChecks;
+
+      # Hydra (a flake jobset builds `hydraJobs`): the scenario checks, one job each.
+      hydraJobs.scenarios.${system} = scenarioChecks;
 
       # Everything `pytest scenarios/` and `pytest tests/ -n 2` need, and `deploy-harness` on PATH.
       devShells.${system}.default = pkgs.mkShell {

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from .. import nix
+from .prebuilt import ENV as PREBUILT_ENV, prebuilt_scripts
 
 if TYPE_CHECKING:  # the fleet imports images, not the other way round at run time
     from ..specs import FleetSpec
@@ -137,6 +138,10 @@ def forget_verdicts() -> None:
 def _build(
     image: NixosTestImage, nodes: tuple[str, ...], progress: Callable[[str], None]
 ) -> dict[str, Path] | NixosImageUnavailable:
+    prebuilt = prebuilt_scripts(nodes)
+    if prebuilt is not None:  # already built, e.g. as inputs of a Nix check: no nix here
+        progress(f"NixOS test nodes {', '.join(nodes)}: the start scripts of ${PREBUILT_ENV}, no nix build")
+        return prebuilt
     try:
         executable = nix.find_nix()
         old = nix.too_old(executable)  # checked first: an old nix fails on nixpkgs unhelpfully

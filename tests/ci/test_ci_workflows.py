@@ -312,6 +312,18 @@ def test_the_ci_scripts_pass_the_lock_flag_to_every_flake_command():
     assert calls >= 6  # the pattern finds the calls: check, two builds, two evals, metadata, ...
 
 
+def test_nightly_says_whether_it_runs_pytest_or_the_scenario_checks_and_why():
+    """Issue: nightly may build the scenario checks instead; the workflow says which it does."""
+    text = (WORKFLOWS / "nightly.yml").read_text()
+    header = "\n".join(line for line in text.splitlines() if line.startswith("#"))
+    commands = " ".join(s.get("run", "") for s in load("nightly")["jobs"]["scenarios"]["steps"])
+    builds_checks = "checks.x86_64-linux.scenario-" in commands or "nix-fast-build" in commands
+    runs_pytest = "pytest scenarios/" in commands or ".#scenarios" in commands  # the flake's app runs it
+    assert builds_checks != runs_pytest, "nightly runs the scenarios one way"
+    assert "scenario checks" in header and "docs/scenario-checks.md" in header
+    assert ("not the scenario checks" in header) == runs_pytest, "the header must say which, and why"
+
+
 def test_one_deploy_at_a_time_and_never_cancelled():
     concurrency = load("deploy")["concurrency"]
     # A constant group: main and every test-* branch share it (they touch the same hosts).

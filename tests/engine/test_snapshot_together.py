@@ -12,7 +12,7 @@ import pytest
 from harness.fleet import PRISTINE, Fleet, FleetSpec, NodeSpec
 from harness.images import micro
 from harness.vm import Machine, QMPError, start_all
-from engine_procs import processes_mentioning
+from support import processes_mentioning
 
 # A GUID of our own: the variable is ours alone, whatever the firmware keeps.
 EFI_VARIABLE = "NdhProbe-3c2d7a4e-5f1b-4c6e-9a8d-1b2c3d4e5f60"

@@ -12,7 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from nixos_testlib import REPO, require
+from nixos_testlib import REPO
+from support import require
 
 HERE = Path(__file__).resolve().parent
 HELPER = REPO / "test" / "fleet" / "efi-vars-qcow2.sh"
