@@ -104,13 +104,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         return  # the controller collects for the whole run
     removed = state_dirs.collect()
     if removed:
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        line = (f"[vm] removed {len(removed)} state director{'y' if len(removed) == 1 else 'ies'} "
-                f"of dead runs: {', '.join(map(str, removed))}")
-        if reporter is not None:
-            reporter.write_line(line)
-        else:
-            print(line, file=sys.stderr)
+        say(session.config, f"removed {len(removed)} state director{'y' if len(removed) == 1 else 'ies'} "
+            f"of dead runs: {', '.join(map(str, removed))}")
 
 
 def accel_choice(config: pytest.Config) -> accel_mod.AccelChoice:
@@ -121,7 +116,7 @@ def accel_choice(config: pytest.Config) -> accel_mod.AccelChoice:
         choice = accel_mod.resolve(requested)
         config.stash[_ACCEL_KEY] = choice
         if requested == "auto":
-            _say(config, f"vm-accel: {choice.name} ({choice.reason})")
+            say(config, f"vm-accel: {choice.name} ({choice.reason})")
     return config.stash[_ACCEL_KEY]
 
 
@@ -135,17 +130,18 @@ def time_scale(config: pytest.Config) -> float:
     return config.stash.get(_SCALE_KEY, 1.0)
 
 
-def _say(config: pytest.Config, text: str) -> None:
-    """A line on the terminal past output capture; an xdist worker's goes to stderr."""
+def say(config: pytest.Config, text: str, prefix: str = "[vm] ") -> None:
+    """A line on the terminal as it happens, past output capture; an xdist worker has no
+    terminal: its lines go to stderr."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     capture = config.pluginmanager.get_plugin("capturemanager")
     if reporter is None or hasattr(config, "workerinput"):
-        print(f"[vm] {text}", file=sys.stderr, flush=True)
+        print(f"{prefix}{text}", file=sys.stderr, flush=True)
     elif capture is None:
-        reporter.write_line(f"[vm] {text}")
+        reporter.write_line(f"{prefix}{text}")
     else:
         with capture.global_and_fixture_disabled():
-            reporter.write_line(f"[vm] {text}")
+            reporter.write_line(f"{prefix}{text}")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -236,7 +232,7 @@ class FleetPool:
     def _progress(self, text: str) -> None:
         """Boot progress on the terminal, past output capture (a fleet boot takes a while).
         xdist workers have no terminal: their lines go to stderr, shown with the report."""
-        _say(self.config, text)
+        say(self.config, text)
 
     def release(self, scope: str) -> None:
         for spec in [s for s, sc in self.scopes.items() if sc == scope]:

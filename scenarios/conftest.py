@@ -12,14 +12,13 @@ builds, probes and downloads nothing (docs/nixos-facts.md, "Accelerators"):
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import pytest
 
 from harness.images import debian, micro
 from harness.images import nixos as nixos_image
-from harness.pytest_plugin import accel_choice, set_time_scale
+from harness.pytest_plugin import accel_choice, say, set_time_scale
 from scenario_fleet import NIXOS_FLEET, NIXOS_IMAGE, Homelab
 
 # Guests under TCG run several times slower than under KVM: every wait of the NixOS tier (boots,
@@ -77,21 +76,8 @@ def decide_tier(config: pytest.Config) -> Tier:
 
 
 def _progress(config: pytest.Config, prefix: str = "[scenarios] "):
-    """Lines on the terminal as they happen, past output capture (the node build streams nix's
-    progress through here); an xdist worker has no terminal: its lines go to stderr."""
-
-    def say(text: str) -> None:
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
-        capture = config.pluginmanager.get_plugin("capturemanager")
-        if reporter is None or hasattr(config, "workerinput"):
-            print(f"{prefix}{text}", file=sys.stderr, flush=True)
-        elif capture is None:
-            reporter.write_line(f"{prefix}{text}")
-        else:
-            with capture.global_and_fixture_disabled():
-                reporter.write_line(f"{prefix}{text}")
-
-    return say
+    """Lines on the terminal as they happen (the node build streams nix's progress here)."""
+    return lambda text: say(config, text, prefix)
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -12,10 +12,13 @@ from pathlib import Path
 import pytest
 
 from harness import state_dirs
+from harness.images.cachedir import cache_root
 from harness.vm.adopted import is_running
 from support.scratch import RUN_TOKEN_ENV, run_token
 
 ROOTS = (Path("/tmp"), Path(state_dirs.state_root()))
+# Read before pytester points HOME at a temporary directory.
+CACHE = cache_root()
 _BEFORE = pytest.StashKey[set]()
 
 
@@ -52,3 +55,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         reporter.write_line(f"self-tests left {len(left)} director{'y' if len(left) == 1 else 'ies'} behind: "
                             + ", ".join(map(str, left)), red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def pytester(pytester, monkeypatch):
+    """pytester with the user's cache (the micro image, the KVM verdict): its temporary HOME
+    would make every child run build the micro image again."""
+    monkeypatch.setenv("NDH_CACHE_DIR", str(CACHE))
+    return pytester

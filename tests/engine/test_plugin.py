@@ -153,7 +153,7 @@ def test_a_killed_run_leaves_state_that_the_next_run_removes(child):
     assert not dead[0].exists()
 
 
-def test_the_tests_of_one_fleet_run_in_one_xdist_worker(child, tmp_path):
+def test_the_tests_of_one_fleet_run_in_one_xdist_worker(child, pytester):
     """`-n 2` without --dist: one fleet per run (docs/snapshots.md, "Parallel runs")."""
     fleet_tests = """
         @pytest.mark.fleet(ONE)
@@ -162,7 +162,7 @@ def test_the_tests_of_one_fleet_run_in_one_xdist_worker(child, tmp_path):
             worker = os.environ.get("PYTEST_XDIST_WORKER", "none")
             pathlib.Path("seen", "{name}").write_text(f"{{worker}} {{fleet.state_dir}}")
         """
-    (tmp_path / "seen").mkdir()
+    (pytester.path / "seen").mkdir()
     files = {
         "test_a.py": "".join(fleet_tests.format(name=f"a{n}") for n in range(3)),
         "test_b.py": "".join(fleet_tests.format(name=f"b{n}") for n in range(3)),
@@ -171,7 +171,7 @@ def test_the_tests_of_one_fleet_run_in_one_xdist_worker(child, tmp_path):
     proc, leftovers = child(files, "-n", "2", "-v")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "vm fleets: one per run" in proc.stdout
-    seen = {path.name: path.read_text().split() for path in (tmp_path / "seen").iterdir()}
+    seen = {path.name: path.read_text().split() for path in (pytester.path / "seen").iterdir()}
     assert len(seen) == 6
     assert len({worker for worker, _ in seen.values()}) == 1, seen
     assert len({state for _, state in seen.values()}) == 1, "one fleet booted for all six tests"

@@ -92,6 +92,7 @@ def test_a_wrong_table_is_an_error_not_a_skip(monkeypatch, tmp_path, no_nix, mak
 def test_the_check_s_variable_name_is_the_harness_s():
     """test/scenario-checks.nix sets the variable this module reads."""
     from nixos_testlib import REPO
+    from support import scratch_dir
 
     assert f"{ENV} =" in (REPO / "test" / "scenario-checks.nix").read_text()
 
@@ -125,6 +126,7 @@ def test_pytest_boots_a_fleet_from_the_table_and_never_calls_nix(tmp_path):
 
     from harness.images import micro
     from nixos_testlib import REPO
+    from support import scratch_dir
 
     if shutil.which("qemu-system-x86_64") is None or shutil.which("vde_switch") is None:
         pytest.skip("qemu-system-x86_64 or vde_switch is not installed (run ci/bootstrap)")
@@ -146,20 +148,24 @@ def test_pytest_boots_a_fleet_from_the_table_and_never_calls_nix(tmp_path):
     (fake_bin / "nix").write_text(f'#!/bin/sh\necho "$@" >> {called}\nexit 1\n')
     (fake_bin / "nix").chmod(0o755)
     (tmp_path / "test_inner.py").write_text(INNER_TEST)
+    # Short: the fleet's unix sockets live in its state directory (under 108 bytes).
+    state = scratch_dir("prebuilt")
     env = {
         **os.environ,
         ENV: json.dumps(table),
         "PATH": f"{fake_bin}:{os.environ['PATH']}",
         "PYTHONPATH": str(REPO),
-        "NDH_STATE_DIR": str(tmp_path / "state"),
+        "NDH_STATE_DIR": str(state),
         "NDH_FLEETS_DIR": str(tmp_path / "fleets"),
     }
-    (tmp_path / "state").mkdir()
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "test_inner.py", "--vm-accel=tcg", "-p", "no:cacheprovider",
-         "-rA", "--junitxml=junit.xml"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "test_inner.py", "--vm-accel=tcg", "-p", "no:cacheprovider",
+             "-rA", "--junitxml=junit.xml"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        )
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "1 passed" in proc.stdout
     assert not called.exists(), f"nix was called: {called.read_text()}"
