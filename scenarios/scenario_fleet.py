@@ -29,22 +29,23 @@ from harness.images.nixos import NixosTestImage
 
 REPO = Path(__file__).resolve().parents[1]
 KEYS = REPO / "test" / "fleet" / "keys"
-CACHE_URL = "http://cache:5000"
-FLEET_DIR = "/root/fleet"  # the deployer's fleet flake (test/fleet/nodes/deployer.nix)
-TEXTFILE = "/var/lib/prometheus-node-exporter-text/nixos_generation.prom"
-SSH_OPTIONS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=10 -o BatchMode=yes"
-TARGETS = ("target", "target2")
+# The test fleet's facts, one source for the Nix test and these scenarios: test/fleet/facts.json.
+FACTS = json.loads((REPO / "test" / "fleet" / "facts.json").read_text())
+CACHE_URL = FACTS["cacheUrl"]
+FLEET_DIR = FACTS["fleetDir"]  # the deployer's fleet flake (test/fleet/nodes/deployer.nix)
+TEXTFILE = f"{FACTS['textfileDirectory']}/nixos_generation.prom"
+# The deploy's ssh options, and no prompt ever for the scenarios' own ssh.
+SSH_OPTIONS = shlex.join([*FACTS["sshOptions"], "-o", "BatchMode=yes"])
+TARGETS = tuple(FACTS["targets"])
 
 NIXOS_IMAGE = NixosTestImage()
-# VLAN 1 for every node, as test/vm-test.nix's nodes (virtualisation.vlans defaults to [ 1 ]):
-# the engine hands each listed VLAN's switch to the start script as QEMU_VDE_SOCKET_1.
+# The nodes of test/vm-test.nix, as facts.json lists them (their VLANs are handed to the start
+# scripts as QEMU_VDE_SOCKET_<n>).
 NIXOS_FLEET = FleetSpec(
     "nixos-deploy",
     {
-        "cache": NodeSpec(vlans=(1,)),
-        "deployer": NodeSpec(vlans=(1,)),
-        "target": NodeSpec(vlans=(1,), allow_reboot=True),
-        "target2": NodeSpec(vlans=(1,), allow_reboot=True),
+        name: NodeSpec(vlans=tuple(node["vlans"]), allow_reboot=node["allowReboot"])
+        for name, node in FACTS["nodes"].items()
     },
     image=NIXOS_IMAGE,
 )

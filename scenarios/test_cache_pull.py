@@ -4,7 +4,7 @@ that does not trust the key refuses the same paths."""
 import pytest
 
 from harness import cache
-from scenario_fleet import CACHE_URL, NIXOS_FLEET, cache_signed, public_key
+from scenario_fleet import CACHE_URL, FLEET_DIR, NIXOS_FLEET, cache_signed, public_key
 
 pytestmark = [pytest.mark.nixos, pytest.mark.fleet(NIXOS_FLEET)]
 
@@ -28,7 +28,7 @@ def test_the_target_substitutes_a_deploy_from_the_fleet_cache(homelab):
 def test_a_key_the_target_does_not_trust_is_refused(homelab):
     homelab.ready()
     toplevel = homelab["deployer"].succeed(
-        "cd /root/fleet && nix eval --offline --raw "
+        f"cd {FLEET_DIR} && nix eval --offline --raw "
         "'.#nixosConfigurations.target-cache-pull.config.system.build.toplevel'"
     ).strip()
     assert not homelab.valid_paths("target", [toplevel])

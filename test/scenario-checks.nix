@@ -27,10 +27,10 @@ let
 
   # What every scenario imports or reads besides its own file: pytest's configuration, the
   # scenarios' conftest and shared modules, the public and test keys the scenarios read
-  # (scenario_fleet.KEYS), and ci/deploy-plan, which the signed-closures scenario runs on the
+  # (scenario_fleet.KEYS), the test fleet's facts (scenario_fleet.FACTS), and ci/deploy-plan, which the signed-closures scenario runs on the
   # host to get CI's signing command.
   sharedFiles =
-    [ "pyproject.toml" "conftest.py" "test/fleet/keys" "ci/deploy-plan" "ci/cilib.py" ]
+    [ "pyproject.toml" "conftest.py" "test/fleet/keys" "test/fleet/facts.json" "ci/deploy-plan" "ci/cilib.py" ]
     ++ map (name: "scenarios/${name}") (builtins.filter
       (name: name == "conftest.py" || builtins.match "scenario_.*\\.py" name != null)
       (builtins.attrNames (builtins.readDir (src + "/scenarios"))))

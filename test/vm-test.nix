@@ -24,6 +24,9 @@
 # harness (the nodes' `system.build.vm` start scripts) and check what happened on the targets.
 { nixpkgs, deploy-rs, sops-nix }:
 { ... }:
+let
+  facts = builtins.fromJSON (builtins.readFile ./fleet/facts.json);
+in
 {
   name = "homelab-deploy";
 
@@ -38,12 +41,9 @@
     documentation.enable = false;
   };
 
-  nodes = {
-    cache = ./fleet/nodes/cache.nix;
-    deployer = ./fleet/nodes/deployer.nix;
-    target = ./fleet/nodes/target.nix;
-    target2 = ./fleet/nodes/target.nix;
-  };
+  # The nodes, their VLANs and who may reboot: test/fleet/facts.json, which the harness's
+  # scenarios read too (one source for both sides).
+  nodes = builtins.mapAttrs (name: node: ./fleet/nodes + "/${node.module}") facts.nodes;
 
   testScript = ''
     cache.start()
@@ -57,7 +57,7 @@
     def deploy(config: str) -> None:
         # --skip-checks: `nix flake check` would evaluate every configuration of the fleet.
         deployer.succeed(
-            f"cd /root/fleet && deploy --skip-checks .#{config} -- --offline >&2",
+            f"cd ${facts.fleetDir} && deploy --skip-checks .#{config} -- --offline >&2",
             timeout=1200,
         )
 

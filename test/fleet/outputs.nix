@@ -11,7 +11,7 @@
 #   => { nixosConfigurations; deploy; }
 { nodes, activate, testHost ? "" }:
 let
-  targetNodes = [ "target" "target2" ];
+  targetNodes = (builtins.fromJSON (builtins.readFile ./facts.json)).targets;
 
   configurationsOf = node:
     let variants = nodes.${node}.homelabTest.variants; in

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,31 @@ def test_the_deployer_s_fleet_source_leaves_out_the_private_test_host_key():
     assert listed["top"] == ["lib", "modules", "test", "users"]
     assert "target-host-ed25519.pub" in listed["keys"]
     assert "target-host-ed25519" not in listed["keys"]
+
+
+def test_the_nixos_test_and_the_scenarios_read_one_list_of_facts():
+    """test/fleet/facts.json is the one source: the Nix test's nodes come from it, and so do the
+    scenarios' FleetSpec, cache URL, fleet directory and ssh options."""
+    require("nix-instantiate")
+    facts = json.loads((REPO / "test" / "fleet" / "facts.json").read_text())
+    expr = (f"let t = import {REPO / 'test' / 'vm-test.nix'} {{ nixpkgs = {{}}; deploy-rs = {{}}; sops-nix = {{}}; }} {{}}; "
+            "in builtins.mapAttrs (name: path: baseNameOf (toString path)) t.nodes")
+    result = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {name: node["module"] for name, node in facts["nodes"].items()}
+
+    sys.path.insert(0, str(REPO / "scenarios"))
+    try:
+        import scenario_fleet
+    finally:
+        sys.path.remove(str(REPO / "scenarios"))
+    spec = scenario_fleet.NIXOS_FLEET
+    assert {name: (list(n.vlans), n.allow_reboot) for name, n in spec.nodes.items()} == {
+        name: (node["vlans"], node["allowReboot"]) for name, node in facts["nodes"].items()}
+    assert scenario_fleet.CACHE_URL == facts["cacheUrl"] and scenario_fleet.FLEET_DIR == facts["fleetDir"]
+    assert scenario_fleet.SSH_OPTIONS.startswith(" ".join(facts["sshOptions"]))
+    for nix_file in ("nodes/target.nix", "nodes/deployer.nix", "outputs.nix"):
+        text = (REPO / "test" / "fleet" / nix_file).read_text()
+        assert "facts.json" in text, f"test/fleet/{nix_file} reads the facts"
+        assert facts["cacheUrl"] not in text and facts["fleetDir"] not in text, f"test/fleet/{nix_file} repeats a fact"

@@ -1,5 +1,5 @@
 # `deployer`: where deploy-rs runs, as CI or a workstation would run it. It holds the snakeoil
-# deploy key (root's identity), deploy-rs, and in /root/fleet the fleet flake of
+# deploy key (root's identity), deploy-rs, and in the fleet directory (../facts.json, fleetDir) the fleet flake of
 # ../flake-source.nix: this repository's Nix code with every flake input pointing at a store path
 # the host locked. Every deploy profile of every variant is preloaded into its store, and the
 # deployer evaluates the very same expressions as the host, so `deploy` builds nothing and needs
@@ -7,6 +7,8 @@
 # the derivation.)
 { config, lib, pkgs, nodes, nixpkgs, deploy-rs, sops-nix, ... }:
 let
+  # Facts the harness's scenarios read too (one source): ../facts.json.
+  facts = builtins.fromJSON (builtins.readFile ../facts.json);
   system = pkgs.stdenv.hostPlatform.system;
   snakeOil = import "${pkgs.path}/nixos/tests/ssh-keys.nix" pkgs;
   fleetFlake = import ../flake-source.nix { inherit pkgs lib nixpkgs deploy-rs sops-nix; };
@@ -63,7 +65,7 @@ in
   '';
 
   systemd.services.ndh-fleet = {
-    description = "Put the fleet flake in /root/fleet and lock its inputs, offline";
+    description = "Put the fleet flake in ${facts.fleetDir} and lock its inputs, offline";
     wantedBy = [ "multi-user.target" ];
     after = [ "nix-daemon.socket" ];
     path = [ config.nix.package pkgs.coreutils ];
@@ -73,9 +75,9 @@ in
       RemainAfterExit = true;
     };
     script = ''
-      rm -rf /root/fleet
-      cp -r --no-preserve=mode ${fleetFlake.flake} /root/fleet
-      cd /root/fleet
+      rm -rf ${facts.fleetDir}
+      cp -r --no-preserve=mode ${fleetFlake.flake} ${facts.fleetDir}
+      cd ${facts.fleetDir}
       nix --extra-experimental-features 'nix-command flakes' flake lock --offline
     '';
   };

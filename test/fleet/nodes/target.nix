@@ -10,6 +10,8 @@
 # nixpkgs' make-disk-image) never fills up.
 { config, lib, pkgs, extendModules, ... }:
 let
+  # Facts the harness's scenarios read too (one source): ../facts.json.
+  facts = builtins.fromJSON (builtins.readFile ../facts.json);
   keys = import ../keys;
   snakeOil = import "${pkgs.path}/nixos/tests/ssh-keys.nix" pkgs;
   variantModules = import ../variants;
@@ -62,17 +64,13 @@ in
     };
     homelab.deploy = {
       # Fresh host keys on every cold boot; never a ControlMaster (it would hide a broken sshd).
-      sshOpts = [
-        "-o" "StrictHostKeyChecking=no"
-        "-o" "UserKnownHostsFile=/dev/null"
-        "-o" "ConnectTimeout=10"
-      ];
+      sshOpts = facts.sshOptions;
       # A failed deploy leaves deploy-rs's `wait` ssh running this long (docs/deploy-rs-facts.md).
       activationTimeout = 120;
     };
     homelab.nixCache = {
       enable = true;
-      url = "http://cache:5000";
+      url = facts.cacheUrl;
       publicKey = keys.cache.publicKey;
       negativeTtl = 0;
     };
@@ -81,6 +79,7 @@ in
     nix.settings.substituters = lib.mkForce [ config.homelab.nixCache.url ];
     homelab.services.monitoring = {
       enable = true;
+      textfileDirectory = facts.textfileDirectory;
       # The cache node's Prometheus scrapes it (../nodes/cache.nix).
       nodeExporter.openFirewall = true;
     };
