@@ -7,7 +7,7 @@
 #   import ./lib/host-modules.nix { hostsDir = ./hosts; } "Niko"
 #     => [ ./hosts/Niko ./hosts/common.nix { networking.hostName = "Niko"; } ]
 #
-# The host's folder comes first (tests/fleet/mock-fleet.nix finds the host by it). The name is a
+# The host's folder comes first (tests/flake/mock-fleet.nix finds the host by it). The name is a
 # plain definition, not a default: a folder that sets another networking.hostName fails to
 # evaluate with conflicting definitions instead of deploying under a second name.
 { hostsDir }:

@@ -7,7 +7,7 @@ refused.
 
 Runs only on a NixOS test fleet (nixpkgs builds the nodes, KVM or --vm-accel=tcg). Checked here
 without VMs: the sign command (tests/ci/test_ci_deploy_plan.py, real `nix store sign`) and the
-module's nix settings (tests/fleet/test_fleet_modules.py).
+module's nix settings (tests/flake/test_flake_modules.py).
 """
 import pytest
 

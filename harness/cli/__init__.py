@@ -129,6 +129,3 @@ def _parser() -> argparse.ArgumentParser:
     down.add_argument("--all", action="store_true", help="every fleet, stale ones included")
     return parser
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,5 @@
 # The NixOS options test/fleet/nodes/target.nix and the variants set, on top of
-# tests/fleet/module-eval.nix's stub, so the node module and every variant evaluate with nixpkgs'
+# tests/flake/module-eval.nix's stub, so the node module and every variant evaluate with nixpkgs'
 # lib alone (test_nixos_target_module.py). Declared loosely: the point is the module logic
 # (extendModules, overrides, preloaded paths), not NixOS itself.
 { lib, fakeNixpkgs }:

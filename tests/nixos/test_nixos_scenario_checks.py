@@ -225,7 +225,7 @@ def test_the_flake_makes_the_scenario_checks_from_its_harness_package(tmp_path):
     scenario checks to `checks` and `hydraJobs`. nixpkgs and deploy-rs are mocks; the harness
     package is replaced by a marker (whatever flake.nix builds it with is not evaluated)."""
     (tmp_path / "default.nix").write_text(FAKE_NIXPKGS)
-    mocks = REPO / "tests" / "fleet" / "mock-fleet.nix"
+    mocks = REPO / "tests" / "flake" / "mock-fleet.nix"
     expr = f"""
       let
         m = import (/. + {json.dumps(str(mocks))}) {{ }};

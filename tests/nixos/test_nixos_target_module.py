@@ -1,7 +1,7 @@
 """test/fleet/nodes/target.nix and its variants, evaluated with nixpkgs' lib and the homelab
-modules (tests/fleet/module-eval.nix plus target-eval-stub.nix): the variants are this node
+modules (tests/flake/module-eval.nix plus target-eval-stub.nix): the variants are this node
 extended with one module each, they override what they mean to, and their closures (all but
-cache-pull's) are preloaded. Needs NIXPKGS_LIB, like tests/fleet's module tests."""
+cache-pull's) are preloaded. Needs NIXPKGS_LIB, like tests/flake's module tests."""
 from __future__ import annotations
 
 import json
@@ -29,7 +29,7 @@ def evaluate(select: str, node: str = "target.nix", extra: str = '{ networking.h
     expr = (
         f"let lib = import {p(lib)}; "
         f"stub = import {p(HERE / 'target-eval-stub.nix')} {{ inherit lib; fakeNixpkgs = {p(HERE / 'fake-nixpkgs')}; }}; "
-        f"r = import {p(REPO / 'tests' / 'fleet' / 'module-eval.nix')} {{ inherit lib; "
+        f"r = import {p(REPO / 'tests' / 'flake' / 'module-eval.nix')} {{ inherit lib; "
         f"modules = [ stub {p(REPO / 'test' / 'fleet' / 'nodes' / node)} {extra} ({NIXPKGS_DEFAULT_CACHE}) ]; }}; "
         f"config = r.config; variants = config.homelabTest.variants or {{ }}; in {select}"
     )

@@ -175,7 +175,7 @@ def test_vm_test_has_the_issue_s_nodes_and_a_smoke_script():
 
 
 def test_the_parse_test_covers_test_definitions():
-    spec = importlib.util.spec_from_file_location("fleet_parse", REPO / "tests" / "fleet" / "test_fleet_parse.py")
+    spec = importlib.util.spec_from_file_location("fleet_parse", REPO / "tests" / "flake" / "test_flake_parse.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     found = {str(p.relative_to(REPO)) for p in module.nix_files()}

@@ -119,7 +119,7 @@ def sops_config() -> tuple[dict[str, str], list[dict]]:
 
 
 def deployable_hosts() -> list[str]:
-    """Hosts whose folder keeps the deploy user hosts/common.nix enables (tests/fleet evaluates
+    """Hosts whose folder keeps the deploy user hosts/common.nix enables (tests/flake evaluates
     the same with Nix)."""
     return [h for h in HOSTS if not re.search(r"^\s*homelab\.users\.deploy\.enable\s*=\s*false;",
                                               (REPO / "hosts" / h / "default.nix").read_text(), re.MULTILINE)]

@@ -1,6 +1,6 @@
 """lib/deploy-nodes.nix and flake.nix's deploy wiring, evaluated with builtins alone.
 
-The generator is fed tests/fleet/mock-fleet.nix (mock NixOS configurations and mock deploy-rs
+The generator is fed tests/flake/mock-fleet.nix (mock NixOS configurations and mock deploy-rs
 activation functions). The flake tests copy the real flake.nix into a temporary flake whose
 nixpkgs and deploy-rs inputs are those mocks, then evaluate it the way deploy-rs does
 (`nix eval --json <flake>#deploy --apply ...`, serokell/deploy-rs src/cli.rs

@@ -1,5 +1,5 @@
 """homelab modules and the real hosts, evaluated with nixpkgs' lib (option types, merging,
-assertions, the generated sudo rules) through tests/fleet/module-eval.nix.
+assertions, the generated sudo rules) through tests/flake/module-eval.nix.
 
 Needs NIXPKGS_LIB: the `lib` directory of a nixpkgs checkout (or of nix-community/nixpkgs.lib).
 Without it every test here is skipped with that reason.
