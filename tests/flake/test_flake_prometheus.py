@@ -1,14 +1,14 @@
 """Prometheus on Production (homelab.services.monitoring.prometheus): the scrape targets are
 generated from the fleet (lib/scrape-targets.nix through lib/fleet-hosts.nix, as flake.nix
 wires them), every deployable host once, and the alert rules file is generation-alerts.nix
-rendered with the module's thresholds. Needs NIXPKGS_LIB, like test_fleet_modules.py."""
+rendered with the module's thresholds. Needs NIXPKGS_LIB, like test_flake_modules.py."""
 from __future__ import annotations
 
 import json
 import subprocess
 
 import pytest
-from test_fleet_modules import HOMELAB, HOSTS, REPO, evaluate, evaluate_fleet, nix_path, run
+from test_flake_modules import HOMELAB, HOSTS, REPO, evaluate, evaluate_fleet, nix_path, run
 
 SCRAPE_TARGETS = nix_path(REPO / "lib" / "scrape-targets.nix")
 RULES = REPO / "modules" / "services" / "monitoring" / "generation-alerts.nix"

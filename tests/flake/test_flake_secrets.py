@@ -1,12 +1,12 @@
 """homelab.secrets (modules/secrets): what it asks of sops-nix (the host's own SSH host key as
 its only key, each secret's owner, mode and path), what it refuses, and that the real hosts have
 their sops file where .sops.yaml's rules expect it. Needs NIXPKGS_LIB, like
-test_fleet_modules.py; sops-nix's own options are a free-form stand-in (module-eval.nix), so
+test_flake_modules.py; sops-nix's own options are a free-form stand-in (module-eval.nix), so
 the names set here were checked against sops-nix's modules/sops/default.nix by hand."""
 from __future__ import annotations
 
 import pytest
-from test_fleet_modules import HOMELAB, HOSTS, REPO, evaluate, evaluate_fleet, nix_path
+from test_flake_modules import HOMELAB, HOSTS, REPO, evaluate, evaluate_fleet, nix_path
 
 # NixOS always declares root; the stub declares no user of its own.
 SECRETS_HOST = '{ networking.hostName = "Box"; users.users.root = { }; users.users.app = { isSystemUser = true; group = "app"; }; }'
@@ -70,7 +70,7 @@ def test_fleet_secrets_from_a_build_output_skip_the_evaluation_time_check():
 
 
 def test_fleet_secrets_mode_must_be_octal(sops_file):
-    from test_fleet_modules import run
+    from test_flake_modules import run
 
     result = run([HOMELAB, SECRETS_HOST, f'{{ homelab.secrets = {{ enable = true; sopsFile = {sops_file}; secrets.x.mode = "rw-------"; }}; }}'],
                  "config.sops.secrets")
