@@ -220,7 +220,9 @@ def test_path_without_substituter_is_offline(scratch: Path) -> None:
     assert caught.value.kind is nix.OFFLINE, caught.value.stderr
 
 
-def test_failing_builder_is_a_build_failure(scratch: Path, store_paths: StorePaths) -> None:
+@pytest.fixture
+def failing_build(scratch: Path, store_paths: StorePaths):
+    """A derivation whose builder prints its tag and exits 3: (file, argstrs, drv path)."""
     failing = scratch / "failing.nix"
     failing.write_text(
         '{ tag }: derivation { name = "harness-failing"; system = builtins.currentSystem; '
@@ -230,6 +232,11 @@ def test_failing_builder_is_a_build_failure(scratch: Path, store_paths: StorePat
     drv = nix.eval_json("drvPath", file=str(failing), argstrs=tag)
     store_paths.add(drv)
     store_paths.add_lock_of(nix.eval_json("outPath", file=str(failing), argstrs=tag))
+    return failing, tag, drv
+
+
+def test_failing_builder_is_a_build_failure(failing_build) -> None:
+    failing, tag, drv = failing_build
     with pytest.raises(nix.NixError) as caught:
         nix.build(file=str(failing), argstrs=tag, options=OFFLINE_OPTIONS)
     assert caught.value.kind is nix.BUILD
@@ -247,16 +254,8 @@ def test_build_streams_nix_s_progress_as_it_comes(trivial_nix: Path, store_paths
     assert any(f"building '{drv}'" in line for line in lines), lines
 
 
-def test_a_streamed_build_failure_is_still_classified(scratch: Path, store_paths: StorePaths) -> None:
-    failing = scratch / "failing.nix"
-    failing.write_text(
-        '{ tag }: derivation { name = "harness-failing"; system = builtins.currentSystem; '
-        'builder = "/bin/sh"; args = [ "-c" "echo ${tag}; exit 3" ]; }'
-    )
-    tag = {"tag": uuid.uuid4().hex}
-    drv = nix.eval_json("drvPath", file=str(failing), argstrs=tag)
-    store_paths.add(drv)
-    store_paths.add_lock_of(nix.eval_json("outPath", file=str(failing), argstrs=tag))
+def test_a_streamed_build_failure_is_still_classified(failing_build) -> None:
+    failing, tag, drv = failing_build
     lines: list[str] = []
     with pytest.raises(nix.NixError) as caught:
         nix.build(file=str(failing), argstrs=tag, options=OFFLINE_OPTIONS, progress=lines.append)
