@@ -82,11 +82,8 @@ def _micro_image_missing() -> str | None:
     """Why the micro image cannot be had here, or None when it is ready (built if need be)."""
     from .images import micro
 
-    try:
-        micro.ensure_micro_image()
-    except Exception as exc:  # no micro guest: the boot sector's verdict stands alone
-        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return None
+    reason = micro.missing_reason()  # none: the boot sector's verdict stands alone
+    return reason.splitlines()[0] if reason else None
 
 
 def _probe_micro() -> tuple[AccelChoice, bool]:

@@ -35,7 +35,7 @@ SNAPSHOTS_RULED_OUT = re.compile(
 
 
 # savevm's words when writing the state into the qcow2 disk failed (ENOSPC -28, EIO -5).
-WRITE_FAILED = re.compile(r"SaveStateEntry|No space left|-28\b|-5\b|Input/output error")
+WRITE_FAILED = re.compile(r"failed to save SaveStateEntry|No space left|Input/output error|: -(?:5|28)\b")
 
 
 class Fleet:

@@ -75,6 +75,8 @@ def abandoned(root: str | None = None) -> list[Path]:
             owner = json.loads((path / OWNER_FILE).read_text())
         except (OSError, ValueError):
             continue  # not ours, or still being made
+        if not isinstance(owner, dict):
+            continue  # not an owner file of ours
         if not is_running(owner.get("pid"), owner.get("start_time")):
             found.append(path)
     return found

@@ -25,8 +25,17 @@ def each(machines: Sequence[Machine], action: Callable[[Machine], None]) -> dict
     threads = [threading.Thread(target=run, args=(m,), name=f"ndh-{m.name}", daemon=True) for m in machines]
     for thread in threads:
         thread.start()
+    interrupted: BaseException | None = None
     for thread in threads:
-        thread.join()
+        # Joined even after Ctrl-C: a thread still inside savevm/loadvm owns its machine's QMP
+        # connection, and resuming the machine meanwhile would interleave on it.
+        while thread.is_alive():
+            try:
+                thread.join()
+            except BaseException as exc:
+                interrupted = interrupted or exc
+    if interrupted is not None:
+        raise interrupted
     return failures
 
 

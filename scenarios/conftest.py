@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from harness.images import debian, micro
+from harness.images import micro
 from harness.images import nixos as nixos_image
 from harness.pytest_plugin import accel_choice, say, set_time_scale
 from scenario_fleet import NIXOS_FLEET, NIXOS_IMAGE, Homelab
@@ -114,11 +114,7 @@ def micro_image_missing(config: pytest.Config) -> str | None:
     """Why the pre-flight's micro image cannot be had here (neither $NDH_MICRO_IMAGE nor the
     Debian recipe), or None once it is ready. Tried once per process."""
     if _MICRO_KEY not in config.stash:
-        try:
-            micro.ensure_micro_image(_progress(config))
-            config.stash[_MICRO_KEY] = None
-        except (micro.MicroImageError, debian.DebianPackageError) as exc:
-            config.stash[_MICRO_KEY] = str(exc)
+        config.stash[_MICRO_KEY] = micro.missing_reason(_progress(config))
     return config.stash[_MICRO_KEY]
 
 

@@ -46,7 +46,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         try:
             fleet.snapshot(PRISTINE)
             # Nodes QEMU cannot snapshot (9p shares, docs/nixos-facts.md) are listed, not fatal.
-            refused = getattr(fleet, "cold_boot", {})
+            refused = fleet.cold_boot
             pristine = f"snapshot {PRISTINE} of every node taken: `restore NODE {PRISTINE}` goes back to it"
             if refused:
                 pristine = f"no {PRISTINE} snapshot of " + "; ".join(f"{n} ({why})" for n, why in sorted(refused.items()))

@@ -95,6 +95,16 @@ def image_dir(inputs: Mapping[str, str]) -> Path:
     return cache_root() / "micro-image" / key
 
 
+def missing_reason(progress: Callable[[str], None] = lambda _: None) -> str | None:
+    """Why the micro image cannot be had here (neither $NDH_MICRO_IMAGE nor the Debian recipe),
+    or None once it is ready, built if need be."""
+    try:
+        ensure_micro_image(progress)
+    except (MicroImageError, debian.DebianPackageError) as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
 def ensure_micro_image(progress: Callable[[str], None] = lambda _: None) -> MicroImage:
     """The micro image: the prebuilt one named by $NDH_MICRO_IMAGE, else the cached Debian-built
     one for the current inputs, building it first if needed."""

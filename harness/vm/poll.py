@@ -1,5 +1,6 @@
 """The one poll loop behind every wait: call `attempt` until `done(result)`, backing off from
-50 ms to 1 s, for at most `timeout` seconds; returns the last result either way."""
+50 ms to 1 s, for at most `timeout` seconds. Returns the result that satisfied `done`; on timeout
+raises PollTimeout carrying the last result."""
 from __future__ import annotations
 
 from typing import Callable, TypeVar

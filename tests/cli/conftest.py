@@ -4,8 +4,6 @@ may be left."""
 from __future__ import annotations
 
 import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 

@@ -3,10 +3,8 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -185,7 +183,7 @@ def test_a_full_disk_stops_the_snapshot_with_the_space_error(tmp_path):
         if probe.returncode != 0:
             pytest.skip(f"cannot make a mount namespace for a tiny filesystem: {probe.stderr.strip()}")
         done = subprocess.run(
-            ["unshare", "-m", "sh", "-c", f'mount -t tmpfs -o size=40m tmpfs "$1" && exec "$2" "$3"',
+            ["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=40m tmpfs "$1" && exec "$2" "$3"',
              "sh", str(state), sys.executable, str(script)],
             env=dict(os.environ, NDH_STATE_DIR=str(state)), capture_output=True, text=True, timeout=300,
         )

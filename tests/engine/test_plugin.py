@@ -1,7 +1,6 @@
 """The pytest plugin, exercised through child pytest runs (pytester) with real micro VMs."""
 import os
 import shutil
-import tempfile
 import textwrap
 import time
 from pathlib import Path

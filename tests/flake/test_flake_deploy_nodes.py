@@ -186,7 +186,7 @@ def _deploy_rs_schema() -> dict:
 
 @pytest.mark.parametrize("test_host", ["", "Alpha", "Beta"])
 def test_fleet_deploy_output_matches_deploy_rs_schema(test_host):
-    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is missing from this Python: pip install -e '.[test]' into .venv (ci/bootstrap does)")
     schema = _deploy_rs_schema()
     # interface.json names "http://json-schema.org/draft/2019-09/schema#", which jsonschema
     # does not recognise by that spelling; it is draft 2019-09.
@@ -199,7 +199,7 @@ def test_fleet_deploy_output_matches_deploy_rs_schema(test_host):
 
 def test_fleet_schema_check_rejects_a_broken_node():
     """The schema validation above can fail: a node without hostname is rejected."""
-    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is missing from this Python: pip install -e '.[test]' into .venv (ci/bootstrap does)")
     schema = _deploy_rs_schema()
     deploy = generated("")
     del deploy["nodes"]["Alpha"]["hostname"]

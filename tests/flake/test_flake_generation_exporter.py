@@ -182,7 +182,7 @@ def parse(path: Path, host: str) -> dict[str, float]:
 
 @pytest.fixture
 def host(tmp_path, store) -> Host:
-    pytest.importorskip("prometheus_client")
+    pytest.importorskip("prometheus_client", reason="prometheus_client is missing from this Python: pip install -e . into .venv (ci/bootstrap does)")
     return Host(tmp_path / "root")
 
 

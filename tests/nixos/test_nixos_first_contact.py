@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from nixos_testlib import REPO
+from support import scratch_dir
 
 NIXOS_SCENARIOS_AT_LEAST = 14
 
@@ -86,10 +88,10 @@ def user_env(tmp_path):
     """A fresh user: empty cache and state directories, no prebuilt micro image."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("NDH_")}
     env["NDH_CACHE_DIR"] = str(tmp_path / "cache")
-    env["NDH_STATE_DIR"] = str(Path("/tmp") / f"ndh-fc-{os.getpid()}-{tmp_path.name[-8:]}")
-    os.makedirs(env["NDH_STATE_DIR"], exist_ok=True)
+    state = scratch_dir("fc")  # short, and named by the run's end-of-run leftover check
+    env["NDH_STATE_DIR"] = str(state)
     yield env
-    subprocess.run(["rm", "-rf", env["NDH_STATE_DIR"]], check=False)
+    shutil.rmtree(state, ignore_errors=True)
 
 
 def test_a_nix_older_than_2_18_skips_the_nixos_tier_in_one_line_naming_it(tmp_path, user_env):

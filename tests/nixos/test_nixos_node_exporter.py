@@ -97,7 +97,7 @@ class NodeExporter:
 @pytest.fixture
 def node_exporter(root, tmp_path):
     require(NODE_EXPORTER)
-    pytest.importorskip("prometheus_client")
+    pytest.importorskip("prometheus_client", reason="prometheus_client is missing from this Python: pip install -e . into .venv (ci/bootstrap does)")
     if not _loopback_works():
         pytest.skip("127.0.0.1 is unreachable here (loopback down, e.g. under unshare -n): node exporter cannot be scraped")
     exporter = NodeExporter(root.textfile, tmp_path / "node-exporter.log")

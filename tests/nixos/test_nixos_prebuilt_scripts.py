@@ -92,7 +92,6 @@ def test_a_wrong_table_is_an_error_not_a_skip(monkeypatch, tmp_path, no_nix, mak
 def test_the_check_s_variable_name_is_the_harness_s():
     """test/scenario-checks.nix sets the variable this module reads."""
     from nixos_testlib import REPO
-    from support import scratch_dir
 
     assert f"{ENV} =" in (REPO / "test" / "scenario-checks.nix").read_text()
 

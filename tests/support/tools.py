@@ -6,10 +6,23 @@ import shutil
 import pytest
 
 
+# The Debian package of each tool the self-tests call (ci/bootstrap installs them; with Nix,
+# `nix develop` provides most).
+PACKAGES = {
+    "nix": "nix-bin", "nix-store": "nix-bin", "nix-env": "nix-bin", "nix-instantiate": "nix-bin",
+    "qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils", "vde_switch": "vde2",
+    "modprobe": "kmod", "depmod": "kmod", "cpio": "cpio", "mke2fs": "e2fsprogs", "xz": "xz-utils",
+    "promtool": "prometheus", "prometheus-node-exporter": "prometheus-node-exporter",
+    "age": "age", "age-keygen": "age", "ssh-keygen": "openssh-client", "shellcheck": "shellcheck",
+    "visudo": "sudo", "git": "git", "unshare": "util-linux",
+}
+
+
 def require(*tools: str, package: str | None = None) -> None:
-    """Skip unless every tool is on PATH; the reason names the tool and, when given, the Debian
-    package that provides it (ci/bootstrap installs it)."""
+    """Skip unless every tool is on PATH; the reason names the tool and the Debian package that
+    provides it (ci/bootstrap installs it)."""
     for tool in tools:
         if shutil.which(tool) is None:
-            where = f" (Debian package {package}; ci/bootstrap installs it)" if package else ""
+            source = package or PACKAGES.get(tool)
+            where = f": install Debian's {source} (ci/bootstrap does), or use `nix develop`" if source else ""
             pytest.skip(f"{tool} is not installed on this host{where}")
