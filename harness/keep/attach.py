@@ -37,7 +37,7 @@ def machine_for(node: NodeRecord) -> Machine:
         node.name, Path(node.start_script), Path(node.state_dir),
         vlans={n: Path(p) for n, p in node.vlans.items()}, allow_reboot=node.allow_reboot,
         accel=node.accel, boot_timeout=node.boot_timeout, leash=False, reattachable=True,
-        backdoor_token=node.token,
+        backdoor_token=node.token, accel_options=node.accel_options, time_scale=node.time_scale,
     )
     machine.forwards = [PortForward(guest, host) for guest, host in node.forwards]
     return machine

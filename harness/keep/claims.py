@@ -66,6 +66,8 @@ def record_of(fleet: "Fleet", origin: str, run_id: str | None, last_test: str | 
             accel=machine.accel,
             forwards=[(f.guest_port, f.host_port) for f in machine.forwards],
             boot_timeout=machine.boot_timeout,
+            accel_options=list(machine.accel_options),
+            time_scale=machine.time_scale,
         )
         for machine in fleet
     }

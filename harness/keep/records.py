@@ -30,6 +30,10 @@ class NodeRecord:
     accel: str
     forwards: list[tuple[int, int]]  # (guest port, host port on 127.0.0.1)
     boot_timeout: float
+    # How the image gives QEMU the accelerator, and the waits' slowdown: a restart from a later
+    # process must start the node as the first one did (older records: the engine's defaults).
+    accel_options: list[str] | None = None
+    time_scale: float = 1.0
 
     @property
     def running(self) -> bool:

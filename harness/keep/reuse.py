@@ -52,7 +52,9 @@ class ReusedFleet:
     def open(self, spec: "FleetSpec") -> Fleet:
         """Lock and attach every node; the Fleet drives them (it never stops them)."""
         require_usable(self.record)
-        fleet = Fleet(spec, accel=self.record.accel or "tcg", base_dir=self.record.directory, keep=True)
+        scale = max((node.time_scale for node in self.record.nodes.values()), default=1.0)
+        fleet = Fleet(spec, accel=self.record.accel or "tcg", base_dir=self.record.directory, keep=True,
+                      time_scale=scale)
         try:
             for node in self.record.nodes.values():
                 if not node.running:
