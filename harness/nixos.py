@@ -50,7 +50,7 @@ from harness.nixos_boot import (  # noqa: F401
     loader_conf_value,
     parse_entry,
 )
-from harness.nixos_probe import _probe_script, parse_probe_output  # noqa: F401
+from harness.nixos_probe import parse_probe_output, probe_script  # noqa: F401
 from harness.vm.guest import ShellMachine
 from harness.nixos_state import (  # noqa: F401
     EFI_VARIABLES,
@@ -65,7 +65,7 @@ __all__ = [
     "NO_GENERATION", "BootDefault", "BootDefaultSource", "BootEntry", "BootLoader", "entry_id",
     "find_entry", "loader_conf_value", "parse_entry", "parse_probe_output", "EFI_VARIABLES",
     "SYSTEMD_BOOT_GUID", "Generation", "NixosPaths", "NixosProbeError", "ShellMachine",
-    "SystemState", "probe_system", "profile_generations", "newest_profile_generation",
+    "SystemState", "probe_system",
     "current_generation", "booted_generation", "boot_default_generation", "reboot_pending",
 ]
 
@@ -75,23 +75,13 @@ def probe_system(
 ) -> SystemState:
     """Read generations, current/booted system and the boot default in one round trip."""
     paths = paths or NixosPaths()
-    status, output = machine.execute(_probe_script(paths), timeout=timeout)
+    status, output = machine.execute(probe_script(paths), timeout=timeout)
     if status != 0:
         raise NixosProbeError(
             f"{machine.name}: the state probe exited with {status}; output: {output[-300:]!r}. "
             "The node needs bash and coreutils; check its serial log for the shell's stderr."
         )
     return parse_probe_output(machine.name, output, paths)
-
-
-def profile_generations(
-    machine: ShellMachine, paths: NixosPaths | None = None
-) -> tuple[Generation, ...]:
-    return probe_system(machine, paths).generations
-
-
-def newest_profile_generation(machine: ShellMachine, paths: NixosPaths | None = None) -> int:
-    return probe_system(machine, paths).newest_generation
 
 
 def current_generation(machine: ShellMachine, paths: NixosPaths | None = None) -> int:

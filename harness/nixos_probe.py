@@ -20,7 +20,7 @@ from harness.nixos_state import (
 _END_MARKER = "probe-end"
 
 
-def _probe_script(paths: NixosPaths) -> str:
+def probe_script(paths: NixosPaths) -> str:
     """One bash command that prints tab-separated facts; every `readlink -e` may print nothing."""
     q = shlex.quote
     profile = f"{paths.profiles_dir}/{paths.profile_name}"
