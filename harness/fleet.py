@@ -103,6 +103,7 @@ class Fleet:
                     allow_reboot=node.allow_reboot,
                     accel=self.accel,
                     accel_options=self.image.accel_options(self.accel),
+                    snapshot_drive=self.image.snapshot_drive,
                     forward_ports=node.forward_ports,
                     boot_timeout=self.boot_timeout,
                     leash=not self.keep,

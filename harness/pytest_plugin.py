@@ -28,7 +28,7 @@ import pytest
 from . import accel as accel_mod
 from . import keep, state_dirs
 from .fleet import PRISTINE, Fleet, FleetSpec
-from .vm import console, process
+from .vm import console, disk_aio, process
 
 # Fleets and pytest-xdist: the tests of one fleet run in one worker (one fleet per run).
 pytest_plugins = ["harness.pytest_xdist_fleets"]
@@ -117,6 +117,8 @@ def accel_choice(config: pytest.Config) -> accel_mod.AccelChoice:
         config.stash[_ACCEL_KEY] = choice
         if requested == "auto":
             say(config, f"vm-accel: {choice.name} ({choice.reason})")
+        aio = disk_aio.choice()  # decided with the accelerator: the first boot says how restores read
+        say(config, f"disk-aio: {aio.name} ({aio.reason})")
     return config.stash[_ACCEL_KEY]
 
 

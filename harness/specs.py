@@ -33,6 +33,12 @@ class Image(Protocol):
         """The QEMU options that make this image's start scripts use `accel` ("kvm"/"tcg")."""
         ...
 
+    @property
+    def snapshot_drive(self) -> Optional[str]:
+        """The id of the start scripts' `-drive` that QEMU saves snapshots' memory to (the
+        first drive that can snapshot), or None; the engine tunes its I/O."""
+        ...
+
 
 @dataclass(frozen=True)
 class FleetSpec:

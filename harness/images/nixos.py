@@ -92,6 +92,13 @@ class NixosTestImage:
     def accel_options(self, accel: str) -> tuple[str, ...]:
         return ("-machine", f"accel={accel}")
 
+    @property
+    def snapshot_drive(self) -> str:
+        # qemu-vm.nix names its drives drive1, drive2, ... in list order, and puts them before its
+        # other options (the UEFI pflash drives): the root disk, first (checked by
+        # test/fleet/nodes/snapshottable.nix), holds the snapshots.
+        return "drive1"
+
 
 # -- building, once per process ------------------------------------------------------------
 

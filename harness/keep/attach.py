@@ -38,6 +38,7 @@ def machine_for(node: NodeRecord) -> Machine:
         vlans={n: Path(p) for n, p in node.vlans.items()}, allow_reboot=node.allow_reboot,
         accel=node.accel, boot_timeout=node.boot_timeout, leash=False, reattachable=True,
         backdoor_token=node.token, accel_options=node.accel_options, time_scale=node.time_scale,
+        snapshot_drive=node.snapshot_drive,
     )
     machine.forwards = [PortForward(guest, host) for guest, host in node.forwards]
     return machine

@@ -68,6 +68,7 @@ def record_of(fleet: "Fleet", origin: str, run_id: str | None, last_test: str | 
             boot_timeout=machine.boot_timeout,
             accel_options=list(machine.accel_options),
             time_scale=machine.time_scale,
+            snapshot_drive=machine.snapshot_drive,
         )
         for machine in fleet
     }

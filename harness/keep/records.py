@@ -34,6 +34,7 @@ class NodeRecord:
     # process must start the node as the first one did (older records: the engine's defaults).
     accel_options: list[str] | None = None
     time_scale: float = 1.0
+    snapshot_drive: str | None = None
 
     @property
     def running(self) -> bool:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from . import console, process
+from . import console, disk_aio, process
 from .backdoor import Backdoor, BackdoorEOF, BackdoorRebooted, BackdoorTimeout
 from .errors import (
     CommandTimeout,
@@ -62,6 +62,7 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
         backdoor_token: str | None = None,
         accel_options: Sequence[str] | None = None,
         time_scale: float = 1.0,
+        snapshot_drive: str | None = None,
     ) -> None:
         self.name = name
         # Slow guests (TCG) stretch every wait of the machine's own: QMP, snapshots, power off.
@@ -73,6 +74,8 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
         self.accel = accel
         # How the accelerator is given to this machine's start script (the image decides).
         self.accel_options = tuple(accel_options) if accel_options is not None else accel_flag(accel)
+        # The start script's -drive that holds snapshots: it gets faster I/O where QEMU can (disk_aio).
+        self.snapshot_drive = snapshot_drive
         self.boot_timeout = boot_timeout
         self.leash = leash
         self.reattachable = reattachable
@@ -349,6 +352,7 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
             disk_image=self.disk_image,
             shared_dir=self.shared_dir,
             accel_options=self.accel_options,
+            drive_options=disk_aio.drive_options(self.snapshot_drive),
             allow_reboot=self.allow_reboot,
             reattachable=self.reattachable,
             forwards=tuple(self.forwards),

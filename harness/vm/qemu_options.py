@@ -46,6 +46,7 @@ class QemuLaunch:
     disk_image: Path
     shared_dir: Path
     accel_options: Sequence[str]
+    drive_options: Sequence[str] = ()
     allow_reboot: bool = False
     reattachable: bool = False
     forwards: Sequence[PortForward] = ()
@@ -63,6 +64,7 @@ class QemuLaunch:
             "-serial stdio",
             "-display none",
             " ".join(self.accel_options),
+            " ".join(self.drive_options),
         ]
         if not self.allow_reboot:
             options.append("-no-reboot")

@@ -158,6 +158,8 @@ def test_a_fleet_that_does_not_boot_leaves_nothing_behind(cli, tmp_path):
             def accel_options(self, accel):
                 return ("-accel", accel)
 
+            snapshot_drive = None
+
             def start_scripts(self, spec, state_dir, progress):
                 scripts = {}
                 for name in spec.nodes:

@@ -1,7 +1,7 @@
 # The options of nixpkgs' qemu-vm.nix that test/fleet/nodes/snapshottable.nix post-processes,
 # declared and defined as qemu-vm.nix declares and defines them (the store image drive and the
 # pflash lines), so the module evaluates with nixpkgs' lib alone (test_nixos_snapshottable.py).
-{ lib, useEFIBoot, useNixStoreImage, efiLine ? "-drive if=pflash,format=raw,unit=1,readonly=off,file=$NIX_EFI_VARS" }:
+{ lib, useEFIBoot, useNixStoreImage, efiLine ? "-drive if=pflash,format=raw,unit=1,readonly=off,file=$NIX_EFI_VARS", storeFirst ? false }:
 let
   inherit (lib) mkOption types;
   fakeDerivation = name: { type = "derivation"; inherit name; outPath = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-${name}"; };
@@ -15,6 +15,7 @@ let
   };
 in
 {
+  options.boot.kernelParams = mkOption { type = types.listOf types.str; default = [ ]; };
   options.virtualisation = {
     useEFIBoot = mkOption { type = types.bool; default = false; };
     useNixStoreImage = mkOption { type = types.bool; default = false; };
@@ -38,7 +39,8 @@ in
         ])
       ];
       qemu.drives = lib.mkMerge [
-        [ { name = "root"; file = ''"$NIX_DISK_IMAGE"''; driveExtraOpts.cache = "writeback"; deviceExtraOpts.serial = "root"; } ]
+        ((if storeFirst then lib.mkAfter else lib.id)
+          [ { name = "root"; file = ''"$NIX_DISK_IMAGE"''; driveExtraOpts.cache = "writeback"; deviceExtraOpts.serial = "root"; } ])
         (lib.mkIf useNixStoreImage [
           { name = "nix-store"; file = ''"$TMPDIR"/store.img''; deviceExtraOpts.bootindex = "2"; driveExtraOpts.format = "raw"; }
         ])

@@ -118,7 +118,8 @@ def test_the_pair_boots_from_the_table(fleet):
 
 def test_pytest_boots_a_fleet_from_the_table_and_never_calls_nix(tmp_path):
     """nixpkgs-shaped start scripts (the micro image's kernel, `-machine accel=kvm:tcg` as newer
-    nixpkgs writes it) named by NDH_NODE_SCRIPTS; a `nix` first on PATH records any call."""
+    nixpkgs writes it, the root disk named drive1) named by NDH_NODE_SCRIPTS; a `nix` first on
+    PATH records any call."""
     import shutil
     import subprocess
     import sys
@@ -138,7 +139,8 @@ def test_pytest_boots_a_fleet_from_the_table_and_never_calls_nix(tmp_path):
     for number, node in enumerate(("alpha", "beta"), 1):
         script = tmp_path / f"{node}-vm" / "bin" / f"run-{node}-vm"
         script.parent.mkdir(parents=True)
-        script.write_text(micro.start_script_text(image, micro.MicroNode(node, number, (1,), hosts), qemu=str(launcher)))
+        text = micro.start_script_text(image, micro.MicroNode(node, number, (1,), hosts), qemu=str(launcher))
+        script.write_text(text.replace("disk0", "drive1"))  # qemu-vm.nix's name for the root disk
         script.chmod(0o755)
         table[node] = str(script)
     fake_bin = tmp_path / "bin"

@@ -69,6 +69,19 @@ def test_the_uefi_variable_store_is_attached_as_qcow2_through_the_helper():
     assert "-usb" in options
 
 
+def test_the_root_disk_must_come_first_since_the_harness_tunes_drive1():
+    assert [d["name"] for d in ok("cfg.qemu.drives", useEFIBoot=False, useNixStoreImage=True)] == ["root", "nix-store"]
+    result = evaluate("cfg.qemu.drives", useEFIBoot=False, useNixStoreImage=True, storeFirst=True)
+    assert result.returncode != 0
+    assert "no longer attaches the root disk as its first drive (drive1)" in result.stderr
+
+
+def test_freed_guest_memory_is_zeroed_so_snapshots_skip_it():
+    result = evaluate("r.config.boot.kernelParams", useEFIBoot=False, useNixStoreImage=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["init_on_free=1"]
+
+
 def test_a_changed_qemu_vm_nix_fails_the_build_with_a_message():
     result = evaluate("cfg.qemu.options", useEFIBoot=True, useNixStoreImage=False,
                       efiLine="-drive if=pflash,format=raw,unit=1,file=/some/other/vars.fd")

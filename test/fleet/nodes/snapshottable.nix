@@ -7,7 +7,10 @@
 #     a writable raw drive: here it gets `readonly=on`, and QEMU skips read-only drives;
 #   - the UEFI variable store (useEFIBoot) is a raw pflash drive on $NIX_EFI_VARS: here the
 #     file is turned into qcow2 (../efi-vars-qcow2.sh) and attached as qcow2, which snapshots.
-# If nixpkgs changes either line, building the VM fails with a message (below) rather than
+# QEMU saves a snapshot's memory to the first drive that snapshots: the root disk, drive1 (the
+# harness gives that drive faster I/O by its id, harness/images/nixos.py). Freed guest pages are
+# zeroed (init_on_free=1), so snapshots skip them instead of saving stale contents.
+# If nixpkgs changes any of these, building the VM fails with a message (below) rather than
 # falling back to cold boots silently.
 { config, lib, ... }:
 let
@@ -50,7 +53,11 @@ in
       apply = drives:
         if cfg.useNixStoreImage && !lib.any (drive: drive.name == "nix-store") drives then
           throw (changed "the Nix store image (a drive named nix-store)")
+        else if drives == [ ] || (lib.head drives).name != "root" then
+          throw (changed "the root disk as its first drive (drive1)")
         else map readOnlyStore drives;
     };
   };
+
+  config.boot.kernelParams = [ "init_on_free=1" ];
 }
