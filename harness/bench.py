@@ -5,6 +5,9 @@ raw_cold_boot_s    the same image, devices and accelerator started by a bare QEM
                    timed to the ready line on its console socket: the floor (median of 3,
                    interleaved with the above so both see the same machine load)
 restore_s          Machine.restore() of a snapshot to a usable shell (median of 5)
+restore_cpu_s      CPU seconds its QEMU spent per restore (mean of the 5)
+cpu_cores          the CPUs this process may run on
+disk_aio           how QEMU reads the snapshot drive (harness/vm/disk_aio.py), and why
 succeed_true_*_ms  200 x succeed("true")
 succeed_subshell_median_ms  200 x succeed("true; true"): the general path, which forks
 output_10mb_s      time to return 10 MB of stdout
@@ -32,7 +35,7 @@ from pathlib import Path
 from . import bench_fleets, state_dirs
 from .accel import resolve
 from .images import micro
-from .vm import Machine, process
+from .vm import Machine, disk_aio, process
 from .vm.backdoor import READY_LINE
 
 BOOT_ROUNDS = 3
@@ -45,7 +48,7 @@ def log(text: str) -> None:
 def timed_cold_boot(image: micro.MicroImage, accel: str, workdir: Path) -> tuple[float, Machine]:
     node_dir = Path(tempfile.mkdtemp(prefix="cold-", dir=workdir))
     script = micro.write_start_script(node_dir, image, micro.MicroNode("bench", 1, ()))
-    machine = Machine("bench", script, node_dir, accel=accel)
+    machine = Machine("bench", script, node_dir, accel=accel, snapshot_drive=micro.MICRO.snapshot_drive)
     started = time.monotonic()
     machine.start()
     machine.succeed("true")
@@ -130,7 +133,11 @@ def main() -> int:
     log(f"accel {choice.name}: {choice.reason}")
     image = micro.ensure_micro_image(log)
     workdir = state_dirs.make("bench")
-    result: dict[str, object] = {"accel": choice.name}
+    aio = disk_aio.choice()
+    log(f"disk aio {aio.name}: {aio.reason}")
+    result: dict[str, object] = {
+        "accel": choice.name, "cpu_cores": bench_fleets.cpu_cores(), "disk_aio": f"{aio.name}: {aio.reason}",
+    }
     try:
         cold, raw = [], []
         machine = None
@@ -148,14 +155,17 @@ def main() -> int:
 
         log("snapshot and restores")
         machine.snapshot("bench")
-        restores = []
+        restores, cpu = [], 0.0
         for _ in range(5):
             machine.succeed("echo dirty > /persist/dirty")
+            cpu_before = bench_fleets.cpu_seconds([machine])
             started = time.monotonic()
             machine.restore("bench")
             restores.append(time.monotonic() - started)
+            cpu += bench_fleets.cpu_seconds([machine]) - cpu_before
         machine.fail("test -e /persist/dirty")
         result["restore_s"] = round(statistics.median(restores), 3)
+        result["restore_cpu_s"] = round(cpu / 5, 3)
 
         log("200 x succeed('true'), 200 x succeed('true; true')")
         fast = command_latencies(machine, "true")
