@@ -65,9 +65,9 @@ def paused(machines: Sequence[Machine]) -> Iterator[None]:
         raise errors[0]
 
 
-def _resume(machines: Sequence[Machine]) -> list[Exception]:
+def _resume(machines: Sequence[Machine]) -> list[BaseException]:
     """`cont` on every running machine, in parallel: a guest that runs already takes CPU from
-    the QEMUs still waiting for their `cont`."""
+    the QEMUs still waiting for their `cont`. Returns every failure, in fleet order."""
     running = [machine for machine in machines if machine.booted]
     failures = each(running, lambda machine: machine.resume())
-    return [failures[m.name] for m in running if m.name in failures and isinstance(failures[m.name], Exception)]
+    return [failures[m.name] for m in running if m.name in failures]

@@ -322,9 +322,9 @@ def test_dangling_generation_link_has_no_store_path(
 
 
 def test_probe_without_readlink_fails_loudly(systems: FakeSystems, scratch: Path) -> None:
-    bare = HostShell("bare-node", scratch / "bare-stderr.log", env={"PATH": "/nonexistent"})
-    with pytest.raises(NixosProbeError, match=r"bare-node: the state probe exited with 3"):
-        nixos.probe_system(bare, systems.paths)
+    with HostShell("bare-node", scratch / "bare-stderr.log", env={"PATH": "/nonexistent"}) as bare:
+        with pytest.raises(NixosProbeError, match=r"bare-node: the state probe exited with 3"):
+            nixos.probe_system(bare, systems.paths)
 
 
 def test_incomplete_output_is_rejected() -> None:

@@ -224,8 +224,8 @@ class Machine:
         (self.root / "run" / "booted-system").symlink_to(starting)
 
     def state(self) -> nixos.SystemState:
-        shell = HostShell("fake", self.workdir / "probe-stderr.log")
-        return nixos.probe_system(shell, self.paths)
+        with HostShell("fake", self.workdir / "probe-stderr.log") as shell:
+            return nixos.probe_system(shell, self.paths)
 
     def switches(self) -> list[str]:
         log = self.root / "switch-log"

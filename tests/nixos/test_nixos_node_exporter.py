@@ -10,6 +10,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from typing import Iterator
+
 import pytest
 from support import HostShell
 from support import require
@@ -107,9 +109,10 @@ def node_exporter(root, tmp_path):
 
 
 @pytest.fixture
-def shell() -> HostShell:
+def shell() -> Iterator[HostShell]:
     require("bash", "readlink")
-    return HostShell("node-exporter")
+    with HostShell("node-exporter") as shell:
+        yield shell
 
 
 def served_generation_metrics(exporter: NodeExporter) -> dict[str, int]:

@@ -4,6 +4,8 @@ shapes deploy-rs really leaves behind (activatable buildEnvs in the profile, loa
 a `default` line, hash-named and boot-counted entries, EFI variables)."""
 from __future__ import annotations
 
+from typing import Iterator
+
 import pytest
 from support import HostShell
 from support import require
@@ -12,9 +14,10 @@ from harness import nixos
 
 
 @pytest.fixture
-def shell() -> HostShell:
+def shell() -> Iterator[HostShell]:
     require("bash", "readlink")
-    return HostShell("parity")
+    with HostShell("parity") as shell:
+        yield shell
 
 
 def probe_and_exporter_agree(root, shell) -> nixos.SystemState:

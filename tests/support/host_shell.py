@@ -60,6 +60,12 @@ class HostShell(GuestShell):
         for session in self._sessions:
             _kill_session(session)
 
+    def __enter__(self) -> "HostShell":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cleanup()
+
 
 def _kill_session(session: int) -> None:
     """SIGKILL every process of `session` (a session this shell started)."""
