@@ -75,3 +75,11 @@ def drive_options(drive_id: str | None) -> tuple[str, ...]:
     if aio.name == "threads":
         return ()
     return ("-set", f"drive.{drive_id}.aio={aio.name}")
+
+
+def hint(qemu_output: str) -> str:
+    """A sentence for a start failure that our `-set drive.<id>.aio` caused, else ""."""
+    if "-set drive." not in qemu_output or "there is no drive" not in qemu_output:
+        return ""
+    return (". The image names a snapshot drive this start script does not define; "
+            f"{ENV}=threads starts it without the option")

@@ -205,7 +205,7 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
             raise MachineStartError(
                 self.name,
                 f"did not become ready: {why} ({exc}). Start script: {self.start_script}; "
-                f"serial log: {self.serial_log}",
+                f"serial log: {self.serial_log}{disk_aio.hint(self.evidence_tail())}",
                 self.evidence_tail(),
             ) from exc
         self._transcript.note(f"backdoor ready after {time.monotonic() - started:.2f} s")

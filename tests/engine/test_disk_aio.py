@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.images import micro
-from harness.vm import disk_aio
+from harness.vm import Machine, MachineStartError, disk_aio
 from support import processes_mentioning, require, scratch_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,3 +103,22 @@ def test_a_missing_qemu_is_a_reason_not_a_crash():
 
 def test_an_image_without_a_named_drive_gets_no_option():
     assert disk_aio.drive_options(None) == ()
+
+
+def test_a_start_script_without_the_named_drive_fails_with_a_way_out(tmp, monkeypatch):
+    # As a prebuilt start script that is not qemu-vm.nix's would (no drive1).
+    require("qemu-system-x86_64", "qemu-img")
+    if micro.missing_reason():
+        pytest.skip(micro.missing_reason())
+    monkeypatch.setenv(disk_aio.ENV, "io_uring")
+    disk_aio.choice.cache_clear()
+    script = micro.write_start_script(tmp, micro.ensure_micro_image(), micro.MicroNode("nodrive", 1, ()))
+    machine = Machine("nodrive", script, tmp / "vm", snapshot_drive="drive1", boot_timeout=60)
+    try:
+        with pytest.raises(MachineStartError) as failure:
+            machine.start()
+    finally:
+        machine.close()
+        disk_aio.choice.cache_clear()
+    assert 'there is no drive "drive1" defined' in str(failure.value)
+    assert "NDH_DISK_AIO=threads starts it without the option" in str(failure.value)
