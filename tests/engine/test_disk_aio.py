@@ -4,7 +4,6 @@ seccomp filter forbids io_uring, as Docker's default profile does), or what NDH_
 and the drive a micro node's snapshots land on is the one the engine tunes."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -14,7 +13,7 @@ import pytest
 
 from harness.images import micro
 from harness.vm import Machine, MachineStartError, disk_aio
-from support import processes_mentioning, require, scratch_dir
+from support import require, vm_scratch_dir
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,11 +58,8 @@ def run_child(tmp: Path, mode: str, **env: str) -> dict:
 
 @pytest.fixture
 def tmp():
-    path = scratch_dir("aio")
-    yield path
-    leftovers = processes_mentioning(str(path))
-    shutil.rmtree(path, ignore_errors=True)
-    assert not leftovers, f"processes left behind: {leftovers}"
+    with vm_scratch_dir("aio") as path:
+        yield path
 
 
 def test_without_io_uring_qemu_keeps_its_default_and_says_why(tmp):

@@ -17,17 +17,14 @@ from harness.vm import (
     MachineStartError,
 )
 from engine_fleets import PAIR, SOLO
-from support import processes_mentioning, scratch_dir
+from support import processes_mentioning, scratch_dir, vm_scratch_dir
 
 
 @pytest.fixture
 def state_dir():
     # Short, unique path: sockets live here, and leftovers are found by it.
-    path = scratch_dir("fault")
-    yield path
-    leftovers = processes_mentioning(str(path))
-    shutil.rmtree(path, ignore_errors=True)
-    assert leftovers == [], f"processes left behind: {leftovers}"
+    with vm_scratch_dir("fault") as path:
+        yield path
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,7 @@ together; UEFI nodes whose variable store is qcow2 snapshot like any other; a re
 drive (how the harness's NixOS nodes get their store image) does not block `savevm`; and boots
 wait for start scripts that work a long time before they exec QEMU."""
 import json
-import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pytest
 from harness.fleet import PRISTINE, Fleet, FleetSpec, NodeSpec
 from harness.images import micro
 from harness.vm import Machine, QMPError, start_all
-from support import processes_mentioning
+from support import vm_scratch_dir
 
 # A GUID of our own: the variable is ours alone, whatever the firmware keeps.
 EFI_VARIABLE = "NdhProbe-3c2d7a4e-5f1b-4c6e-9a8d-1b2c3d4e5f60"
@@ -28,11 +26,8 @@ QUAD = FleetSpec("quad", {name: NodeSpec(vlans=(1,)) for name in ("n1", "n2", "n
 
 @pytest.fixture
 def state_dir():
-    path = Path(tempfile.mkdtemp(prefix="ndh-snap-", dir="/tmp"))
-    yield path
-    leftovers = processes_mentioning(str(path))
-    shutil.rmtree(path, ignore_errors=True)
-    assert not leftovers, f"processes left behind: {leftovers}"
+    with vm_scratch_dir("snap") as path:
+        yield path
 
 
 @pytest.fixture(scope="module")

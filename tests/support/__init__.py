@@ -4,7 +4,7 @@ owned like the harness's state directories (`scratch_dir`). Importable as
 `support` from every test folder (pyproject's pytest `pythonpath`)."""
 from .host_shell import HostShell
 from .processes import processes_mentioning
-from .scratch import scratch_dir
+from .scratch import scratch_dir, vm_scratch_dir
 from .tools import require
 
-__all__ = ["HostShell", "processes_mentioning", "require", "scratch_dir"]
+__all__ = ["HostShell", "processes_mentioning", "require", "scratch_dir", "vm_scratch_dir"]
