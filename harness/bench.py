@@ -6,6 +6,7 @@ raw_cold_boot_s    the same image, devices and accelerator started by a bare QEM
                    interleaved with the above so both see the same machine load)
 restore_s          Machine.restore() of a snapshot to a usable shell (median of 5)
 restore_cpu_s      CPU seconds its QEMU spent per restore (mean of the 5)
+snapshot_memory_mib  the guest memory that snapshot saved (QEMU's vm-state-size; 128 MiB guest)
 cpu_cores          the CPUs this process may run on
 disk_aio           how QEMU reads the snapshot drive (harness/vm/disk_aio.py), and why
 succeed_true_*_ms  200 x succeed("true")
@@ -102,6 +103,12 @@ def timed_raw_boot(image: micro.MicroImage, accel: str, workdir: Path) -> float:
         listener.close()
 
 
+def snapshot_memory(disk: Path, name: str) -> int:
+    info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", str(disk)],
+                                     capture_output=True, text=True, check=True).stdout)
+    return next(snapshot["vm-state-size"] for snapshot in info["snapshots"] if snapshot["name"] == name)
+
+
 def command_latencies(machine: Machine, command: str, count: int = 200) -> list[float]:
     machine.succeed(command)
     samples = []
@@ -155,6 +162,7 @@ def main() -> int:
 
         log("snapshot and restores")
         machine.snapshot("bench")
+        result["snapshot_memory_mib"] = round(snapshot_memory(machine.disk_image, "bench") / (1 << 20), 1)
         restores, cpu = [], 0.0
         for _ in range(5):
             machine.succeed("echo dirty > /persist/dirty")

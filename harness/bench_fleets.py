@@ -3,8 +3,8 @@
 fleet4_restore_s        Fleet.restore() of 4 BIOS nodes to usable shells (median of 5); target:
                         at most 2 x restore_s (one node)
 fleet4_restore_cpu_s    CPU seconds the 4 QEMUs spent per fleet restore (mean of the 5)
-fleet4_restore_floor_s  fleet4_restore_cpu_s / min(cpu_cores, 4): the least wall time that work
-                        can take on this machine; where it is above 2 x restore_s, the target
+fleet4_restore_floor_s  fleet4_restore_cpu_s / min(cpu_cores, 4): the least wall time the QEMUs'
+                        work can take on this machine; where it is above 2 x restore_s, the target
                         is out of this machine's reach however the restore is scheduled
 uefi_fleet_cold_boot_s  Fleet.boot() of 4 nodes booted through OVMF, qcow2 EFI variables, to
                         usable shells (one boot)
@@ -38,8 +38,12 @@ def _four(name: str, image, memory_mb: int) -> FleetSpec:
 
 
 def cpu_seconds(machines) -> float:
-    """CPU time (user + system) the machines' QEMU processes have used so far."""
-    return sum(sum(psutil.Process(machine.pid).cpu_times()[:2]) for machine in machines)
+    """CPU time (user + system) the machines' QEMU processes have used so far (QEMU only: not
+    the harness, not the switches)."""
+    pids = [machine.pid for machine in machines]
+    if None in pids:
+        raise RuntimeError("a bench machine is not running: no CPU time to read")
+    return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
 
 
 def cpu_cores() -> int:

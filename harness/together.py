@@ -61,8 +61,8 @@ def paused(machines: Sequence[Machine]) -> Iterator[None]:
         _resume(stopped)  # the body's error is the one to report
         raise
     errors = _resume(stopped)
-    if errors:
-        raise errors[0]
+    if errors:  # an interrupt or exit of any node before an ordinary error of an earlier one
+        raise next((error for error in errors if not isinstance(error, Exception)), errors[0])
 
 
 def _resume(machines: Sequence[Machine]) -> list[BaseException]:

@@ -14,7 +14,7 @@ from .. import accel as accel_mod
 from .. import fleet_specs, keep, state_dirs
 from ..boot_progress import BootProgress
 from ..fleet import PRISTINE, Fleet
-from ..vm import MachineError, console
+from ..vm import MachineError, console, disk_aio
 from .errors import EXIT_ERROR, CliError
 
 
@@ -31,6 +31,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     except Exception as exc:
         raise CliError(f"cannot choose an accelerator: {exc}") from exc
     print(f"accelerator: {choice.name} ({choice.reason})", flush=True)
+    try:
+        aio = disk_aio.choice()
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"disk aio: {aio.name} ({aio.reason})", flush=True)
     directory = keep.claim(name, origin="deploy-harness up")
     progress = BootProgress(directory, sorted(spec.nodes))
     fleet = Fleet(

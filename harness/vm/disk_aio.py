@@ -79,7 +79,10 @@ def drive_options(drive_id: str | None) -> tuple[str, ...]:
 
 def hint(qemu_output: str) -> str:
     """A sentence for a start failure that our `-set drive.<id>.aio` caused, else ""."""
-    if "-set drive." not in qemu_output or "there is no drive" not in qemu_output:
-        return ""
-    return (". The image names a snapshot drive this start script does not define; "
-            f"{ENV}=threads starts it without the option")
+    if "-set drive." in qemu_output and "there is no drive" in qemu_output:
+        return (". The image names a snapshot drive this start script does not define; "
+                f"{ENV}=threads starts it without the option")
+    if "Unable to use io_uring" in qemu_output:
+        return (". This QEMU cannot use io_uring (the probe asked the QEMU on PATH, which may be "
+                f"another build); {ENV}=threads starts it without")
+    return ""

@@ -22,10 +22,11 @@ class StandIn:
 
 
 def test_a_resume_that_ends_with_systemexit_is_reported_not_dropped():
-    machines = [StandIn("a"), StandIn("b", SystemExit(3))]
-    with pytest.raises(SystemExit):
+    machines = [StandIn("a", RuntimeError("cont failed")), StandIn("b", SystemExit(3))]
+    with pytest.raises(SystemExit) as exited:
         with together.paused(machines):
             pass
+    assert exited.value.code == 3  # b's own, ahead of a's ordinary error
     assert [m.calls for m in machines] == [["pause", "resume"], ["pause", "resume"]]
 
 
