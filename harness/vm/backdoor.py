@@ -11,6 +11,12 @@ command's own output can be mistaken for the trailer. A later connection to a sh
 already set up (a reattachable console, `resume`) defines the same function again and counts
 from a fresh random number, so trailers of an earlier connection's commands never match.
 
+When the backdoor shell itself ends (a command ran `kill $$`, or the guest shuts down), its
+EXIT trap, set at connect with traps that turn HUP, INT and TERM into an exit, prints
+`\\x1e<token>:gone:<status>\\n`: the host then knows at once that no trailer will come, instead
+of waiting out the timeout. Subshells reset caught traps, so commands see default signals. Only
+SIGKILL ends the shell without a word.
+
 Commands run with the NixOS test driver's `set -euo pipefail`, in a subshell (so `cd`, `exit`
 or variables never leak into the backdoor shell). Unlike the driver's, stdin is /dev/null (a
 command reading stdin would swallow the next command) and stdout is not base64-encoded: it goes through a pipe to `cat`, which writes it to the
@@ -88,6 +94,21 @@ class BackdoorTimeout(Exception):
     pass
 
 
+class BackdoorShellExited(Exception):
+    """The backdoor shell said it is exiting: no command will be answered until the guest
+    boots a new one (a reboot) or a snapshot is restored."""
+
+    def __init__(self, status: int, earlier: bool = False) -> None:
+        super().__init__(f"the backdoor shell exited with status {status}{_signal_meaning(status)}")
+        self.status = status
+        self.earlier = earlier  # before this command: no rebooted guest's shell came meanwhile
+
+
+def _signal_meaning(status: int) -> str:
+    names = {129: "SIGHUP", 130: "SIGINT", 143: "SIGTERM"}
+    return f" ({names[status]})" if status in names else ""
+
+
 class Backdoor:
     """One backdoor connection. Knows the framing; knows nothing about machines."""
 
@@ -103,6 +124,8 @@ class Backdoor:
         self._trailer = re.compile(
             rb"\x1e" + self._token.encode() + rb":(\d+):(\d+)\n"
         )
+        self._gone_line = re.compile(rb"\x1e" + self._token.encode() + rb":gone:(\d+)\n")
+        self.gone: int | None = None  # the exit status the shell reported, until a new one is set up
 
     @property
     def out_of_step(self) -> bool:
@@ -117,6 +140,7 @@ class Backdoor:
         """Prepare a fresh backdoor shell whose ready line has already been read (at boot, or
         when a reboot was noticed mid-command): count from 0, define the trailer function."""
         self._pending = None
+        self.gone = None
         self._counter = 0
         self._define_trailer(timeout)
 
@@ -143,6 +167,8 @@ class Backdoor:
             # serial console first.
             f"__ndh_t(){{ [ -n \"${{3-}}\" ] && [ -s {STDERR_FILE} ] && cat {STDERR_FILE} >&2; "
             f"printf '\\036{self._token}:%s:%d\\n' \"$1\" \"$2\"; }}; "
+            f"trap 'printf \"\\036{self._token}:gone:%d\\n\" $?' EXIT; "
+            "trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM; "
             f"__ndh_t {self._counter} 0"
         )
         self._wait_trailer(self._counter, timeout)
@@ -166,6 +192,8 @@ class Backdoor:
     def _run_line(self, body: str, trailer_args: str, timeout: float | None) -> tuple[int, bytes]:
         """Send `body` followed by the trailer call; return the trailer's status and the
         output before it."""
+        if self.gone is not None:
+            self._await_new_shell(timeout)
         if self._pending is not None and not self._catch_up():
             raise BackdoorTimeout("an earlier command is still running")
         self._counter += 1
@@ -176,6 +204,15 @@ class Backdoor:
         except BackdoorTimeout:
             self._pending = number
             raise
+
+    def _await_new_shell(self, timeout: float | None) -> None:
+        """After the shell exited, only a rebooting guest answers again: wait for its ready
+        line (up to the command's timeout), then set the new shell up."""
+        try:
+            self._expect([re.compile(re.escape(READY_LINE))], timeout, watch_reboot=False)
+        except BackdoorTimeout:
+            raise BackdoorShellExited(self.gone or 0, earlier=True) from None
+        self.setup(30 if timeout is None else timeout)
 
     def _catch_up(self) -> bool:
         """If the timed-out command has finished meanwhile, consume its trailer."""
@@ -201,7 +238,7 @@ class Backdoor:
         """Wait for the first pattern; returns (match, bytes before it). Checks QEMU is alive
         while waiting so that a dead guest gives an error, not a hang."""
         if watch_reboot:
-            patterns = patterns + [re.compile(re.escape(READY_LINE))]
+            patterns = patterns + [self._gone_line, re.compile(re.escape(READY_LINE))]
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             step = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
@@ -218,6 +255,10 @@ class Backdoor:
             before = self._spawn.before
             if watch_reboot and index == len(patterns) - 1:
                 raise BackdoorRebooted("the guest printed a new ready line")
+            if watch_reboot and index == len(patterns) - 2:
+                self._pending = None  # nothing will answer it
+                self.gone = int(self._spawn.match.group(1))
+                raise BackdoorShellExited(self.gone)
             return self._spawn.match, before
 
     def _send(self, line: str) -> None:
@@ -237,6 +278,7 @@ class Backdoor:
         self._spawn.before = b""
         self._reader.discard()
         self._pending = None
+        self.gone = None  # a restored guest has the snapshot's shell
 
     def sync(self, timeout: float) -> None:
         """One round trip: the shell is reading commands again."""

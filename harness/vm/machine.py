@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from . import console, disk_aio, process
-from .backdoor import Backdoor, BackdoorEOF, BackdoorRebooted, BackdoorTimeout
+from .backdoor import Backdoor, BackdoorEOF, BackdoorRebooted, BackdoorShellExited, BackdoorTimeout
+from .command_failures import CommandFailures
 from .errors import (
-    CommandTimeout,
-    MachineBroken,
     MachineDied,
     MachineError,
     MachineStartError,
@@ -40,7 +39,7 @@ def start_all(*machines: "Machine") -> None:
         machine.connect()
 
 
-class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
+class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, CommandFailures, GuestShell):
     """One VM. By default its backdoor console is a socketpair that only this process holds.
     A `reattachable` machine's console is a unix socket at `<state_dir>/shell` that QEMU
     serves to one client at a time: this process may `detach()`, and any later process may
@@ -129,6 +128,10 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
         self.forwards = [PortForward(f.guest_port, 0) for f in self.forwards]  # QEMU picks anew
         self._serial_offset = self._evidence_from = self._serial_size()
         self._transcript.note(f"starting {self.start_script}")
+        try:
+            options = self._launch_options()  # may ask QEMU about io_uring: before the boot clock runs
+        except ValueError as exc:  # a wrong NDH_DISK_AIO
+            raise MachineStartError(self.name, str(exc)) from exc
         self._launched_at = time.monotonic()
         (self.state_dir / "qmp").unlink(missing_ok=True)
         self.shared_dir.mkdir(exist_ok=True)
@@ -150,7 +153,7 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
                     [str(self.start_script)],
                     leash=self.leash,
                     cwd=self.state_dir,
-                    env=self._launch_options().environment(qemu_end.fileno()),
+                    env=options.environment(qemu_end.fileno()),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -285,44 +288,8 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, GuestShell):
         started = time.monotonic()
         try:
             status, output = backdoor.run(command, timeout)
-        except BackdoorTimeout as exc:
-            self._transcript.command(command, "TIMEOUT", b"", time.monotonic() - started)
-            if backdoor.out_of_step and "earlier" in str(exc):
-                raise MachineBroken(
-                    self.name,
-                    f"cannot run `{command}`: an earlier command that timed out is still running "
-                    "(or ended the backdoor shell). "
-                    "Restore a snapshot or reboot the machine.",
-                    self.evidence_tail(),
-                ) from exc
-            raise CommandTimeout(
-                self.name,
-                f"command `{command}` did not finish within {timeout} s. Either it is still "
-                "running (the machine is out of step until it ends) or it ended the backdoor "
-                "shell itself (e.g. `kill $$`), which never comes back; restore a snapshot or "
-                "reboot the machine to go on.",
-                self.evidence_tail(),
-            ) from exc
-        except BackdoorEOF as exc:
-            if self.reattachable and self._backdoor is not backdoor:
-                # detach() closed the console under this command (another thread): QEMU runs on.
-                raise MachineError(
-                    self.name, f"detached while `{command}` was running; it goes on in the guest"
-                ) from exc
-            self._transcript.command(command, "QEMU EXITED", b"", time.monotonic() - started)
-            status_code = self._stop_process()
-            raise MachineDied(
-                self.name, f"QEMU exited (status {status_code}) while running `{command}`", self.evidence_tail()
-            ) from exc
-        except BackdoorRebooted as exc:
-            self._transcript.command(command, "GUEST REBOOTED", b"", time.monotonic() - started)
-            backdoor.setup(self.boot_timeout)  # its ready line was already read
-            raise MachineDied(
-                self.name,
-                f"the guest rebooted while running `{command}` (panic or reboot), or its backdoor "
-                "shell was restarted",
-                self.evidence_tail(),
-            ) from exc
+        except (BackdoorTimeout, BackdoorEOF, BackdoorRebooted, BackdoorShellExited) as exc:
+            raise self._command_failure(backdoor, command, timeout, exc, time.monotonic() - started) from exc
         self._stderr_of = command
         self._transcript.command(command, status, output, time.monotonic() - started)
         return status, output

@@ -5,7 +5,7 @@ import re
 import time
 
 from . import keys
-from .backdoor import BackdoorEOF, BackdoorRebooted, BackdoorTimeout
+from .backdoor import BackdoorEOF, BackdoorRebooted, BackdoorShellExited, BackdoorTimeout
 from .errors import MachineBroken, MachineDied, MachineError, QMPError
 from .qmp import QMPCommandError, QMPConnectionError
 
@@ -85,7 +85,7 @@ class MonitorVerbs:
                 self.name, f"QEMU exited (status {status}) right after restoring {name}",
                 self.evidence_tail(),
             ) from exc
-        except (BackdoorTimeout, BackdoorRebooted) as exc:
+        except (BackdoorTimeout, BackdoorRebooted, BackdoorShellExited) as exc:
             raise MachineBroken(
                 self.name, f"the backdoor did not answer after restoring {name} ({exc}); "
                 "was the snapshot taken while a command ran? Reboot or restore another snapshot.",

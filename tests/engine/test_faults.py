@@ -14,6 +14,7 @@ from harness.vm import (
     Machine,
     MachineBroken,
     MachineDied,
+    MachineError,
     MachineStartError,
 )
 from engine_fleets import PAIR, SOLO
@@ -99,6 +100,51 @@ def test_hung_command_times_out_and_restore_heals(fleet):
         solo.succeed("true")
     solo.restore("ndh-pristine")
     assert solo.succeed("echo back") == "back\n"
+
+
+@pytest.mark.fleet(SOLO)
+@pytest.mark.parametrize("signal_name, status", [("TERM", 143), ("HUP", 129), ("INT", 130)])
+def test_a_command_that_ends_the_backdoor_shell_says_so_at_once(fleet, signal_name, status):
+    solo = fleet["solo"]
+    started = time.monotonic()
+    with pytest.raises(MachineBroken, match=rf"backdoor shell exited with status {status} \(SIG{signal_name}\) "
+                                            rf"while running `kill -{signal_name} \$\$`"):
+        solo.execute(f"kill -{signal_name} $$", timeout=300)
+    assert time.monotonic() - started < 30  # not the command's timeout
+    # No shell answers now: the next command waits for a rebooted guest's, then says so.
+    with pytest.raises(MachineBroken, match=rf"cannot run `true`: the backdoor shell exited earlier \(status {status}\)"):
+        solo.execute("true", timeout=2)
+    solo.restore("ndh-pristine")
+    assert solo.succeed("echo back") == "back\n"
+
+
+@pytest.mark.fleet(SOLO)
+def test_commands_see_default_signal_dispositions(fleet):
+    # The backdoor shell traps HUP, INT and TERM to report its exit; its commands must not inherit that.
+    solo = fleet["solo"]
+    assert solo.succeed("sh -c 'kill -TERM $$; echo survived' || echo status $?") == "status 143\n"
+    ignored = int(solo.succeed("sed -n 's/^SigIgn:[[:space:]]*//p' /proc/self/status"), 16)
+    assert ignored & (1 << 0 | 1 << 1 | 1 << 14) == 0, f"HUP, INT or TERM ignored: {ignored:#x}"
+
+
+@pytest.mark.fleet(PAIR)
+def test_a_guest_that_reboots_after_a_command_answers_again(fleet):
+    alpha = fleet["alpha"]
+    boot_id = alpha.succeed("cat /proc/sys/kernel/random/boot_id")
+    alpha.succeed("reboot")  # busybox returns before init stops the shell
+    deadline = time.monotonic() + 300
+    errors = []
+    while True:
+        assert time.monotonic() < deadline, f"no rebooted shell within 300 s; errors: {errors}"
+        try:
+            if alpha.succeed("cat /proc/sys/kernel/random/boot_id", timeout=300) != boot_id:
+                break
+            time.sleep(0.1)  # the reboot has not begun yet
+        except MachineError as exc:
+            errors.append(str(exc).splitlines()[0])
+    # The shell's exit was said once, for the command it cut off; the next one waited for the
+    # rebooted guest's shell.
+    assert len(errors) == 1 and "backdoor shell exited with status 143 (SIGTERM)" in errors[0], errors
 
 
 @pytest.mark.fleet(SOLO)
