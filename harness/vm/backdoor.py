@@ -14,7 +14,8 @@ from a fresh random number, so trailers of an earlier connection's commands neve
 When the backdoor shell itself ends (a command ran `kill $$`, or the guest shuts down), its
 EXIT trap, set at connect with traps that turn HUP, INT and TERM into an exit, prints
 `\\x1e<token>:gone:<status>\\n`: the host then knows at once that no trailer will come, instead
-of waiting out the timeout. Subshells reset caught traps, so commands see default signals. Only
+of waiting out the timeout. Bash runs such a trap when its current command ends or, idle, when
+the next command arrives. Subshells reset caught traps, so commands see default signals. Only
 SIGKILL ends the shell without a word.
 
 Commands run with the NixOS test driver's `set -euo pipefail`, in a subshell (so `cd`, `exit`
@@ -217,6 +218,7 @@ class Backdoor:
     def _catch_up(self) -> bool:
         """If the timed-out command has finished meanwhile, consume its trailer."""
         assert self._pending is not None
+        self._spawn.pull()
         try:
             self._wait_trailer(self._pending, timeout=0)
         except BackdoorTimeout:

@@ -26,9 +26,9 @@ class CommandFailures:
             self._transcript.command(command, "BACKDOOR SHELL EXITED", b"", seconds)
             return MachineBroken(
                 self.name,
-                f"{exc} while running `{command}`: the command ended it (`kill $$`), or the guest "
-                f"is shutting down or rebooting. The next command waits for a rebooted guest's "
-                f"shell. {GO_ON}",
+                f"{exc} while running `{command}`: the command ended it (`kill $$`), or the shell "
+                f"was signalled before (a guest shutting down or rebooting). The next command "
+                f"waits for a rebooted guest's shell. {GO_ON}",
                 self.evidence_tail(),
             )
         if isinstance(exc, BackdoorTimeout):

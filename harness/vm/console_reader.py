@@ -51,6 +51,13 @@ class ConsoleReader(threading.Thread):
             del self._buffer[:size]
             return data
 
+    def take(self) -> bytes:
+        """Whatever is buffered now, without waiting."""
+        with self._ready:
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            return data
+
     def discard(self) -> None:
         with self._ready:
             self._buffer.clear()
@@ -62,6 +69,14 @@ class ReaderSpawn(pexpect.spawnbase.SpawnBase):
     def __init__(self, reader: ConsoleReader) -> None:
         super().__init__(timeout=None, maxread=1 << 20)
         self._reader = reader
+
+    def pull(self) -> None:
+        """Move what the reader holds into the match buffer, without waiting: an expect with
+        timeout 0 searches only that buffer (pexpect reads nothing once the time is up)."""
+        data = self._reader.take()
+        if data:
+            self._log(data, "read")
+            self.buffer = self.buffer + data
 
     def read_nonblocking(self, size: int = 1, timeout: float | None = -1) -> bytes:
         if timeout == -1:
