@@ -12,11 +12,13 @@ already set up (a reattachable console, `resume`) defines the same function agai
 from a fresh random number, so trailers of an earlier connection's commands never match.
 
 When the backdoor shell itself ends (a command ran `kill $$`, or the guest shuts down), its
-EXIT trap, set at connect with traps that turn HUP, INT and TERM into an exit, prints
+EXIT trap, set at connect with traps that turn INT and TERM into an exit, prints
 `\\x1e<token>:gone:<status>\\n`: the host then knows at once that no trailer will come, instead
 of waiting out the timeout. Bash runs such a trap when its current command ends or, idle, when
-the next command arrives. Subshells reset caught traps, so commands see default signals. Only
-SIGKILL ends the shell without a word.
+the next command arrives. So SIGHUP stays untrapped: systemd stops the NixOS backdoor service
+with it at every shutdown and reboot, and a trapped HUP would hold that stop until systemd's
+timeout. Subshells reset caught traps, so commands see default signals. SIGHUP and SIGKILL end
+the shell without a word.
 
 Commands run with the NixOS test driver's `set -euo pipefail`, in a subshell (so `cd`, `exit`
 or variables never leak into the backdoor shell). Unlike the driver's, stdin is /dev/null (a
@@ -106,7 +108,7 @@ class BackdoorShellExited(Exception):
 
 
 def _signal_meaning(status: int) -> str:
-    names = {129: "SIGHUP", 130: "SIGINT", 143: "SIGTERM"}
+    names = {130: "SIGINT", 143: "SIGTERM"}
     return f" ({names[status]})" if status in names else ""
 
 
@@ -169,7 +171,7 @@ class Backdoor:
             f"__ndh_t(){{ [ -n \"${{3-}}\" ] && [ -s {STDERR_FILE} ] && cat {STDERR_FILE} >&2; "
             f"printf '\\036{self._token}:%s:%d\\n' \"$1\" \"$2\"; }}; "
             f"trap 'printf \"\\036{self._token}:gone:%d\\n\" $?' EXIT; "
-            "trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM; "
+            "trap 'exit 130' INT; trap 'exit 143' TERM; "
             f"__ndh_t {self._counter} 0"
         )
         self._wait_trailer(self._counter, timeout)

@@ -103,7 +103,7 @@ def test_hung_command_times_out_and_restore_heals(fleet):
 
 
 @pytest.mark.fleet(SOLO)
-@pytest.mark.parametrize("signal_name, status", [("TERM", 143), ("HUP", 129), ("INT", 130)])
+@pytest.mark.parametrize("signal_name, status", [("TERM", 143), ("INT", 130)])
 def test_a_command_that_ends_the_backdoor_shell_says_so_at_once(fleet, signal_name, status):
     solo = fleet["solo"]
     started = time.monotonic()
@@ -114,6 +114,16 @@ def test_a_command_that_ends_the_backdoor_shell_says_so_at_once(fleet, signal_na
     # No shell answers now: the next command waits for a rebooted guest's, then says so.
     with pytest.raises(MachineBroken, match=rf"cannot run `true`: the backdoor shell exited earlier \(status {status}\)"):
         solo.execute("true", timeout=2)
+    solo.restore("ndh-pristine")
+    assert solo.succeed("echo back") == "back\n"
+
+
+@pytest.mark.fleet(SOLO)
+def test_sighup_ends_the_shell_silently_and_the_timeout_says_what_may_have_happened(fleet):
+    # Untrapped on purpose: systemd stops the NixOS backdoor service with SIGHUP (docs/backdoor.md).
+    solo = fleet["solo"]
+    with pytest.raises(CommandTimeout, match=r"ended the backdoor shell with SIGHUP or SIGKILL"):
+        solo.execute("kill -HUP $$", timeout=3)
     solo.restore("ndh-pristine")
     assert solo.succeed("echo back") == "back\n"
 
@@ -136,11 +146,11 @@ def test_a_shell_signalled_between_commands_says_so_when_the_next_one_arrives(fl
 
 @pytest.mark.fleet(SOLO)
 def test_commands_see_default_signal_dispositions(fleet):
-    # The backdoor shell traps HUP, INT and TERM to report its exit; its commands must not inherit that.
+    # The backdoor shell traps INT and TERM to report its exit; its commands must not inherit that.
     solo = fleet["solo"]
     assert solo.succeed("sh -c 'kill -TERM $$; echo survived' || echo status $?") == "status 143\n"
     ignored = int(solo.succeed("sed -n 's/^SigIgn:[[:space:]]*//p' /proc/self/status"), 16)
-    assert ignored & (1 << 0 | 1 << 1 | 1 << 14) == 0, f"HUP, INT or TERM ignored: {ignored:#x}"
+    assert ignored & (1 << 1 | 1 << 14) == 0, f"INT or TERM ignored: {ignored:#x}"
 
 
 @pytest.mark.fleet(PAIR)
