@@ -17,8 +17,9 @@ EXIT trap, set at connect with traps that turn INT and TERM into an exit, prints
 of waiting out the timeout. Bash runs such a trap when its current command ends or, idle, when
 the next command arrives. So SIGHUP stays untrapped: systemd stops the NixOS backdoor service
 with it at every shutdown and reboot, and a trapped HUP would hold that stop until systemd's
-timeout. Subshells reset caught traps, so commands see default signals. SIGHUP and SIGKILL end
-the shell without a word.
+timeout. Bash ends at once on it and still runs the EXIT trap (with the last command's status).
+Subshells reset caught traps, so commands see default signals. Only SIGKILL ends the shell
+without a word.
 
 Commands run with the NixOS test driver's `set -euo pipefail`, in a subshell (so `cd`, `exit`
 or variables never leak into the backdoor shell). Unlike the driver's, stdin is /dev/null (a

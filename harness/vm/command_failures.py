@@ -37,15 +37,15 @@ class CommandFailures:
                 return MachineBroken(
                     self.name,
                     f"cannot run `{command}`: an earlier command that timed out is still running "
-                    f"(or ended the backdoor shell with SIGHUP or SIGKILL). {GO_ON}",
+                    f"(or ended the backdoor shell with SIGKILL). {GO_ON}",
                     self.evidence_tail(),
                 )
             return CommandTimeout(
                 self.name,
                 f"command `{command}` did not finish within {timeout} s. Either it is still "
                 "running (the machine is out of step until it ends) or it ended the backdoor "
-                "shell with SIGHUP or SIGKILL (`kill -9 $$`), which never comes back; restore a "
-                "snapshot or reboot the machine to go on.",
+                "shell with SIGKILL (`kill -9 $$`), which never comes back; restore a snapshot or "
+                "reboot the machine to go on.",
                 self.evidence_tail(),
             )
         if isinstance(exc, BackdoorEOF):
