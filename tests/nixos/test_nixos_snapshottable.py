@@ -74,6 +74,7 @@ def test_the_root_disk_must_come_first_since_the_harness_tunes_drive1():
     result = evaluate("cfg.qemu.drives", useEFIBoot=False, useNixStoreImage=True, storeFirst=True)
     assert result.returncode != 0
     assert "no longer attaches the root disk as its first drive (drive1)" in result.stderr
+    assert "A node without a root disk (virtualisation.diskImage = null) cannot be snapshotted" in result.stderr
 
 
 def test_freed_guest_memory_is_zeroed_so_snapshots_skip_it():

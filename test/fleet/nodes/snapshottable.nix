@@ -54,7 +54,9 @@ in
         if cfg.useNixStoreImage && !lib.any (drive: drive.name == "nix-store") drives then
           throw (changed "the Nix store image (a drive named nix-store)")
         else if drives == [ ] || (lib.head drives).name != "root" then
-          throw (changed "the root disk as its first drive (drive1)")
+          throw (changed "the root disk as its first drive (drive1)"
+            + "\nA node without a root disk (virtualisation.diskImage = null) cannot be snapshotted"
+            + " by the harness at all: give it a disk.")
         else map readOnlyStore drives;
     };
   };
