@@ -38,6 +38,7 @@ from .accel import resolve
 from .images import micro
 from .vm import Machine, disk_aio, process
 from .vm.backdoor import READY_LINE
+from .vm.monitor import saved_memory
 
 BOOT_ROUNDS = 3
 
@@ -103,12 +104,6 @@ def timed_raw_boot(image: micro.MicroImage, accel: str, workdir: Path) -> float:
         listener.close()
 
 
-def snapshot_memory(disk: Path, name: str) -> int:
-    info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", str(disk)],
-                                     capture_output=True, text=True, check=True).stdout)
-    return next(snapshot["vm-state-size"] for snapshot in info["snapshots"] if snapshot["name"] == name)
-
-
 def command_latencies(machine: Machine, command: str, count: int = 200) -> list[float]:
     machine.succeed(command)
     samples = []
@@ -162,7 +157,7 @@ def main() -> int:
 
         log("snapshot and restores")
         machine.snapshot("bench")
-        result["snapshot_memory_mib"] = round(snapshot_memory(machine.disk_image, "bench") / (1 << 20), 1)
+        result["snapshot_memory_mib"] = round(saved_memory(machine.disk_image)["bench"] / (1 << 20), 1)
         restores, cpu = [], 0.0
         for _ in range(5):
             machine.succeed("echo dirty > /persist/dirty")

@@ -1,8 +1,11 @@
 """QEMU monitor verbs, mixed into Machine: monitor commands, keys, and whole-VM snapshots."""
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 import time
+from pathlib import Path
 
 from . import keys
 from .backdoor import BackdoorEOF, BackdoorRebooted, BackdoorShellExited, BackdoorTimeout
@@ -101,3 +104,11 @@ class MonitorVerbs:
         # HMP reports errors as text, not as a QMP error.
         if re.search(r"error|fail|not |doesn't|does not", text, re.IGNORECASE):
             raise QMPError(self.name, f"{verb} `{command}` failed: {text.strip()}")
+
+
+def saved_memory(image: Path) -> dict[str, int]:
+    """Bytes of guest memory each snapshot in a qcow2 image holds, by name (QEMU's
+    vm-state-size; 0 on a drive that only holds the disk state). Readable while QEMU runs."""
+    info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", str(image)],
+                                     capture_output=True, text=True, check=True).stdout)
+    return {snapshot["name"]: snapshot["vm-state-size"] for snapshot in info.get("snapshots", [])}

@@ -2,8 +2,6 @@
 together; UEFI nodes whose variable store is qcow2 snapshot like any other; a read-only raw
 drive (how the harness's NixOS nodes get their store image) does not block `savevm`; and boots
 wait for start scripts that work a long time before they exec QEMU."""
-import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import pytest
 from harness.fleet import PRISTINE, Fleet, FleetSpec, NodeSpec
 from harness.images import micro
 from harness.vm import Machine, QMPError, start_all
+from harness.vm.monitor import saved_memory
 from support import vm_scratch_dir
 
 # A GUID of our own: the variable is ours alone, whatever the firmware keeps.
@@ -52,12 +51,6 @@ def test_a_uefi_node_with_qcow2_variables_snapshots_and_restores_them(fleet):
     node.fail(f"test -e {EFIVARS}/{EFI_VARIABLE}")
 
 
-def _vm_state_sizes(image: Path) -> dict[str, int]:
-    info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", str(image)],
-                                     capture_output=True, text=True, check=True).stdout)
-    return {snapshot["name"]: snapshot["vm-state-size"] for snapshot in info.get("snapshots", [])}
-
-
 @pytest.mark.fleet(UEFI_SOLO)
 def test_a_uefi_node_saves_snapshot_memory_to_the_drive_the_engine_tunes(fleet):
     # As in qemu-vm.nix, the disk comes before the pflash drives, so QEMU puts the memory on it;
@@ -65,8 +58,8 @@ def test_a_uefi_node_saves_snapshot_memory_to_the_drive_the_engine_tunes(fleet):
     node = fleet["efi"]
     assert micro.MICRO_UEFI.snapshot_drive == "disk0"
     (variables,) = node.state_dir.glob("*-efi-vars.fd")
-    assert _vm_state_sizes(node.disk_image)[PRISTINE] > 10 << 20
-    assert _vm_state_sizes(variables)[PRISTINE] == 0
+    assert saved_memory(node.disk_image)[PRISTINE] > 10 << 20
+    assert saved_memory(variables)[PRISTINE] == 0
 
 
 def _with_store_drive(state_dir: Path, image, *, readonly: bool) -> Machine:
