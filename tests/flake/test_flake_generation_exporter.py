@@ -119,6 +119,11 @@ class Host:
     def link(self, name: str, target: str):
         (self.run / name).symlink_to(target)
 
+    def running(self, current: str, booted: str | None = None):
+        """/run/current-system -> current, /run/booted-system -> booted (default: the same)."""
+        self.link("current-system", current)
+        self.link("booted-system", booted or current)
+
     def loader_conf(self, text: str):
         (self.esp / "loader").mkdir(exist_ok=True)
         (self.esp / "loader" / "loader.conf").write_text(text)
@@ -190,8 +195,7 @@ def test_fleet_exporter_plain_profile_after_a_switch(host, store):
     one, two = store.system("one", kernel="kernel-a"), store.system("two", kernel="kernel-b")
     host.deploy(one.toplevel, created=NOW - 7200)
     host.deploy(two.toplevel, created=NOW - 60)
-    host.link("current-system", two.toplevel)
-    host.link("booted-system", two.toplevel)
+    host.running(two.toplevel)
     host.loader_conf("timeout 5\ndefault nixos-generation-2.conf\nconsole-mode keep\n")
     host.entry("nixos-generation-1.conf", 1, one.toplevel)
     host.entry("nixos-generation-2.conf", 2, two.toplevel)
@@ -210,8 +214,7 @@ def test_fleet_exporter_sees_through_deploy_rs_activatable_profiles(host, store)
     one, two = store.system("one", kernel="kernel-a"), store.system("two", kernel="kernel-b")
     host.deploy(one.activatable)
     host.deploy(two.activatable, created=NOW - 5)
-    host.link("current-system", two.toplevel)
-    host.link("booted-system", one.toplevel)
+    host.running(two.toplevel, booted=one.toplevel)
     # deploy-rs's activate.nixos deletes loader.conf's `default` line on systemd-boot hosts;
     # newer nixpkgs names entries by content hash.
     host.loader_conf("timeout 5\nconsole-mode keep\n")
@@ -231,8 +234,7 @@ def test_fleet_exporter_after_a_test_branch_deploy(host, store, loader_conf):
     one, two = store.system("one", kernel="kernel-a"), store.system("two", kernel="kernel-b")
     host.deploy(one.activatable)
     host.deploy(two.activatable)  # deploy-rs's nix-env --set for the test profile
-    host.link("current-system", two.toplevel)  # switch-to-configuration test
-    host.link("booted-system", one.toplevel)
+    host.running(two.toplevel, booted=one.toplevel)  # switch-to-configuration test
     host.loader_conf(loader_conf)
     host.entry("nixos-generation-1.conf", 1, one.toplevel)  # test does not write boot entries
     metrics = host.metrics()
@@ -248,8 +250,7 @@ def test_fleet_exporter_loader_default_may_name_an_older_entry(host, store):
     one, two = store.system("one", kernel="kernel-a"), store.system("two", kernel="kernel-b")
     host.deploy(one.toplevel)
     host.deploy(two.toplevel)
-    host.link("current-system", two.toplevel)
-    host.link("booted-system", two.toplevel)
+    host.running(two.toplevel)
     host.entry("nixos-generation-1.conf", 1, one.toplevel)
     host.entry("nixos-generation-2.conf", 2, two.toplevel)
     host.loader_conf("timeout 5\r\ndefault  nixos-generation-1.conf \r\neditor 0\r\n")
@@ -262,8 +263,7 @@ def test_fleet_exporter_without_loader_conf_uses_the_profile_link(host, store):
     one, two = store.system("one"), store.system("two", kernel="kernel-b")
     host.deploy(one.toplevel)
     host.deploy(two.toplevel)
-    host.link("current-system", one.toplevel)
-    host.link("booted-system", one.toplevel)
+    host.running(one.toplevel)
     metrics = host.metrics()
     assert metrics["nixos_boot_generation"] == 2
     assert metrics["nixos_current_generation"] == 1
@@ -278,8 +278,7 @@ def test_fleet_exporter_without_loader_conf_reads_the_profile_link_name(host, st
     host.deploy(one.toplevel)
     (host.profiles / "system").unlink()
     (host.profiles / "system").symlink_to("system-1-link")
-    host.link("current-system", one.toplevel)
-    host.link("booted-system", one.toplevel)
+    host.running(one.toplevel)
     metrics = host.metrics()
     assert metrics["nixos_boot_generation"] == 1
     assert metrics["nixos_profile_generation"] == 1
@@ -292,8 +291,7 @@ def test_fleet_exporter_several_generations_of_one_system_report_the_highest(hos
     host.deploy(one.toplevel)
     host.deploy(two.toplevel)
     host.deploy(one.activatable)  # a rollback by redeploying: generation 3 is system "one" again
-    host.link("current-system", one.toplevel)
-    host.link("booted-system", two.toplevel)
+    host.running(one.toplevel, booted=two.toplevel)
     metrics = host.metrics()
     assert metrics["nixos_current_generation"] == 3
     assert metrics["nixos_booted_generation"] == 2
@@ -303,8 +301,7 @@ def test_fleet_exporter_efi_variables_come_before_loader_conf(host, store):
     one, two, three = (store.system(n, kernel=f"kernel-{n}") for n in ["one", "two", "three"])
     for system in (one, two, three):
         host.deploy(system.toplevel)
-    host.link("current-system", three.toplevel)
-    host.link("booted-system", three.toplevel)
+    host.running(three.toplevel)
     host.loader_conf("default nixos-generation-3.conf\n")
     for number, system in enumerate((one, two, three), start=1):
         host.entry(f"nixos-generation-{number}.conf", number, system.toplevel)
@@ -321,8 +318,7 @@ def test_fleet_exporter_saved_default_preferred_and_boot_counters(host, store):
     one, two = store.system("one"), store.system("two", kernel="kernel-b")
     host.deploy(one.toplevel)
     host.deploy(two.toplevel)
-    host.link("current-system", two.toplevel)
-    host.link("booted-system", two.toplevel)
+    host.running(two.toplevel)
     host.entry("nixos-generation-1+3.conf", 1, one.toplevel)
     host.entry("nixos-generation-2+2-1.conf", 2, two.toplevel)
     host.loader_conf("default @saved\n")
@@ -338,8 +334,7 @@ def test_fleet_exporter_specialisation_and_profile_entries(host, store):
     special = store.system("two-special", kernel="kernel-rt")
     host.deploy(one.toplevel)
     host.deploy(two.toplevel)
-    host.link("current-system", two.toplevel)
-    host.link("booted-system", two.toplevel)
+    host.running(two.toplevel)
     host.entry("nixos-generation-2.conf", 2, two.toplevel)
     host.entry("nixos-generation-2-specialisation-rt.conf", 2, special.toplevel, title="NixOS (rt)")
     host.entry("nixos-work-generation-7.conf", 7, one.toplevel, title="NixOS [work]")
@@ -372,8 +367,7 @@ def test_fleet_exporter_empty_root_reports_minus_one(host):
 def test_fleet_exporter_current_system_outside_the_profile(host, store):
     one, stray = store.system("one"), store.system("stray")
     host.deploy(one.toplevel)
-    host.link("current-system", stray.toplevel)  # e.g. `nixos-rebuild test` of an unprofiled build
-    host.link("booted-system", one.toplevel)
+    host.running(stray.toplevel, booted=one.toplevel)  # e.g. `nixos-rebuild test` of an unprofiled build
     metrics = host.metrics()
     assert metrics["nixos_current_generation"] == -1
     assert metrics["nixos_config_age_seconds"] == -1
@@ -389,8 +383,7 @@ def test_fleet_exporter_escapes_the_host_label(host, store):
 def test_fleet_exporter_replaces_the_file_atomically(host, store):
     one = store.system("one")
     host.deploy(one.toplevel)
-    host.link("current-system", one.toplevel)
-    host.link("booted-system", one.toplevel)
+    host.running(one.toplevel)
     target = host.output / OUTPUT_NAME
     host.metrics()
     first_inode = target.stat().st_ino
@@ -403,8 +396,7 @@ def test_fleet_exporter_replaces_the_file_atomically(host, store):
 def test_fleet_exporter_readers_never_see_a_partial_file(host, store):
     one = store.system("one")
     host.deploy(one.toplevel)
-    host.link("current-system", one.toplevel)
-    host.link("booted-system", one.toplevel)
+    host.running(one.toplevel)
     target = host.output / OUTPUT_NAME
     host.metrics()
     stop = threading.Event()
@@ -461,8 +453,7 @@ def test_fleet_exporter_uses_only_bash_and_coreutils(tmp_path, host, store):
         (bin_dir / tool).symlink_to(shutil.which(tool))
     one = store.system("one")
     host.deploy(one.toplevel)
-    host.link("current-system", one.toplevel)
-    host.link("booted-system", one.toplevel)
+    host.running(one.toplevel)
     host.loader_conf("default nixos-generation-1.conf\n")
     host.entry("nixos-generation-1.conf", 1, one.toplevel)
     host.efi_variable("LoaderEntryDefault", "nixos-generation-1.conf")
