@@ -1,6 +1,6 @@
 # Generates deploy-rs's `deploy` output from a set of NixOS configurations.
 #
-#   import ./lib/deploy-nodes.nix { activate, testHost ? "" } nixosConfigurations
+#   import ./lib/deploy-nodes.nix { activate, testHost ? "", testBranch ? ... } nixosConfigurations
 #     => { nodes = { <Host> = <deploy-rs node>; ... }; }
 #
 # Arguments
@@ -10,6 +10,9 @@
 #   testHost      "" (or null) for the main deploy. A host name asks for a test-branch deploy of
 #                 that one host. flake.nix passes `builtins.getEnv "HOMELAB_DEPLOY_TEST_HOST"`,
 #                 which is always "" under pure evaluation, so `deploy .` can never see it.
+#   testBranch    lib/test-branch-activation.nix applied to its paths; the default is the real
+#                 host's. The tests pass one moved under a temporary root, so deploy-rs's own
+#                 activation scripts can run against real profiles without touching the host's.
 #   nixosConfigurations
 #                 attrset of evaluated NixOS systems. Each is read through `config`:
 #                   homelab.users.deploy.enable          only hosts with the deploy user are nodes
@@ -29,7 +32,7 @@
 #
 # Deploy-rs schema: interface.json in serokell/deploy-rs (node: hostname + generic settings +
 # profiles; profile: path, profilePath).
-{ activate, testHost ? "" }:
+{ activate, testHost ? "", testBranch ? import ./test-branch-activation.nix { } }:
 nixosConfigurations:
 let
   requestedTestHost = if testHost == null then "" else testHost;
@@ -64,8 +67,6 @@ let
   systemProfile = nixos: {
     path = (activationFor nixos).nixos nixos;
   };
-
-  testBranch = import ./test-branch-activation.nix { };
 
   testProfile = nixos:
     let

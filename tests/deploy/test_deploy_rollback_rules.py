@@ -1,29 +1,30 @@
-"""The generation and boot-entry rules of test-branch deploys, against real Nix profiles and a
-fake ESP, without VMs.
+"""The generation and boot-entry rules of test-branch deploys, with deploy-rs's own activation
+scripts on real Nix profiles and a fake ESP, without VMs.
 
-What is real: `nix-env` on real profiles, the store, the test-branch scripts exactly as
-lib/test-branch-activation.nix generates them (evaluated by nix-instantiate), bash, and the
-harness's probes reading the result. What stands in:
+What is real: the profiles' `deploy-rs-activate` scripts, made by deploy-rs's flake.nix
+(`lib.activate.nixos` and `lib.activate.custom`) through the fleet's generator
+(lib/deploy-nodes.nix and lib/test-branch-activation.nix) and laid out in the store
+(stand_in_builds.py: only nixpkgs' writeTextFile and buildEnv stand in); `nix-env` on real
+profiles; bash; the harness's probes reading the result. What stands in:
 
-  - activate-rs: `activate` and its rollback (`deactivate`) follow serokell/deploy-rs
+  - activate-rs: `activate` and its rollback (`deactivate`) follow deploy-rs's
     src/bin/activate.rs step by step: `nix-env --set`, run <profile>/deploy-rs-activate with
     PROFILE, BOOT and DRY_ACTIVATE set; on failure (auto rollback) or without confirmation
     (magic rollback) `nix-env --rollback`, delete the newest generation, run the now-current
-    generation's deploy-rs-activate with PROFILE only;
-  - a closure: a directory of symlinks to its toplevel plus `deploy-rs-activate`, choosing the
-    dry-activate / boot / activation branch from those variables like lib.activate.custom;
+    generation's deploy-rs-activate with PROFILE only, in the profile's directory;
   - a toplevel's `bin/switch-to-configuration`: `test` makes it current; `boot` rewrites the
     ESP like systemd-boot-builder.py (an entry per generation of the system profile, entries of
     deleted generations removed, loader.conf `default` naming the entry whose toplevel is being
     activated); `switch` does both. A failing toplevel does all that and exits 4.
 
-The same steps on real NixOS VMs: scenarios/regressions/test_test_branch_rollbacks.py. The old
-design (test deploys in the system profile) is kept here to show the model reproduces the bugs.
+The old design (test deploys in the system profile, made with the same deploy-rs functions) is
+run too: F7 (a rolled-back main deploy after a test branch stays the boot default) and N1
+(`deploy --boot` of a test branch switches to the pending system) fail there and hold here.
+The same steps on real NixOS VMs: scenarios/regressions/test_test_branch_rollbacks.py.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -34,12 +35,11 @@ from pathlib import Path
 import pytest
 from support import HostShell
 from deploy_testlib import StorePaths, require_nix
+from stand_in_builds import StandInBuilds
+from support.upstream import deploy_rs_src, nixpkgs_lib
 
 from harness import nixos
 from harness.nixos import NixosPaths
-
-REPO = Path(__file__).resolve().parents[2]
-SCRIPTS = REPO / "lib" / "test-branch-activation.nix"
 
 SWITCH_TO_CONFIGURATION = r"""#!/bin/bash
 set -euo pipefail
@@ -73,21 +73,6 @@ case $1 in
 esac
 """
 
-WRAPPER = """#!/bin/bash
-set -euo pipefail
-if [[ "${DRY_ACTIVATE:-}" == "1" ]]; then
-%s
-elif [[ "${BOOT:-}" == "1" ]]; then
-%s
-else
-%s
-fi
-"""
-
-OLD_TEST_ACTIVATE = 'cd /tmp\n"$PROFILE"/bin/switch-to-configuration test\n'
-OLD_TEST_BOOT = 'echo "refused" >&2\nexit 1\n'
-
-
 def _run(*argv: str, **kwargs) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, **kwargs)
 
@@ -110,23 +95,6 @@ class Machine:
     def system_profile(self) -> str:
         return f"{self.paths.profiles_dir}/system"
 
-    @property
-    def test_profile(self) -> str:
-        return self.system_profile if self.design == "old" else f"{self.paths.profiles_dir}/homelab-test"
-
-    def scripts(self) -> dict:
-        args = {
-            "systemProfile": self.system_profile,
-            "testProfile": self.test_profile,
-            "returnPoint": f"{self.root}/run/homelab-deploy/test-return-point",
-            "currentSystem": f"{self.root}/run/current-system",
-        }
-        expr = f"import {json.dumps(str(SCRIPTS))} (builtins.fromJSON {json.dumps(json.dumps(args))})"
-        expr = f"let s = {expr}; in s // {{ activate = s.activate \"@R@\"; refuseBoot = s.refuseBoot \"@R@\"; }}"
-        result = _run("nix-instantiate", "--eval", "--strict", "--json", "--expr", expr, timeout=60)
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)
-
     def _add(self, directory: Path) -> str:
         path = _run("nix-store", "--add", str(directory), check=True).stdout.strip()
         self.store.add(path)
@@ -145,40 +113,6 @@ class Machine:
         )
         script.chmod(0o755)
         return self._add(top)
-
-    def closure(self, toplevel: str, *, dry: str, boot: str, activate: str) -> str:
-        directory = self.workdir / f"activatable-{uuid.uuid4().hex[:8]}"
-        directory.mkdir()
-        for name in ("bin", "nixos-version", "kernel", "initrd", "init"):
-            (directory / name).symlink_to(f"{toplevel}/{name}")
-        wrapper = directory / "deploy-rs-activate"
-        wrapper.write_text(WRAPPER % (dry, boot, activate))
-        wrapper.chmod(0o755)
-        return self._add(directory)
-
-    def main_closure(self, toplevel: str) -> str:
-        """deploy-rs's activate.nixos: switch, then delete loader.conf's default line."""
-        return self.closure(
-            toplevel,
-            dry='"$PROFILE"/bin/switch-to-configuration dry-activate',
-            boot='"$PROFILE"/bin/switch-to-configuration boot',
-            activate=(
-                'cd /tmp\n"$PROFILE"/bin/switch-to-configuration switch\n'
-                f"sed -i '/^default /d' {self.root}/boot/loader/loader.conf"
-            ),
-        )
-
-    def test_closure(self, toplevel: str) -> str:
-        if self.design == "old":
-            return self.closure(toplevel, dry=":", boot=OLD_TEST_BOOT, activate=OLD_TEST_ACTIVATE)
-        scripts = self.scripts()
-        returning = self.closure(toplevel, dry=":", boot=":", activate=scripts["returnToPrevious"])
-        return self.closure(
-            toplevel,
-            dry=scripts["dryActivate"],
-            boot=scripts["refuseBoot"].replace("@R@", returning),
-            activate=scripts["activate"].replace("@R@", returning),
-        )
 
     # -- activate-rs (src/bin/activate.rs) ----------------------------------------------------
 
@@ -208,11 +142,15 @@ class Machine:
 
     # -- what a deploy of each kind does --------------------------------------------------------
 
+    def _deploy(self, design: str, toplevel: str, **kwargs) -> bool:
+        profile = StandInBuilds(self.root, self.workdir, self.store).profile(design, toplevel)
+        return self.activate(profile.profile_path or self.system_profile, profile.closure, **kwargs)
+
     def deploy_main(self, toplevel: str, **kwargs) -> bool:
-        return self.activate(self.system_profile, self.main_closure(toplevel), **kwargs)
+        return self._deploy("main", toplevel, **kwargs)
 
     def deploy_test(self, toplevel: str, **kwargs) -> bool:
-        return self.activate(self.test_profile, self.test_closure(toplevel), **kwargs)
+        return self._deploy("old-test" if self.design == "old" else "test", toplevel, **kwargs)
 
     def reboot(self) -> None:
         """Start what the boot loader chooses; /run starts empty."""
@@ -234,8 +172,14 @@ class Machine:
 
 @pytest.fixture
 def machine(scratch: Path, store_paths: StorePaths) -> Machine:
-    require_nix()
+    _require_inputs()
     return _machine(scratch, store_paths, "fixed")
+
+
+def _require_inputs() -> None:
+    require_nix()
+    nixpkgs_lib()
+    deploy_rs_src()
 
 
 def _machine(scratch: Path, store_paths: StorePaths, design: str) -> Machine:
@@ -250,7 +194,7 @@ def _machine(scratch: Path, store_paths: StorePaths, design: str) -> Machine:
 
 @pytest.fixture
 def old_design(scratch: Path, store_paths: StorePaths) -> Machine:
-    require_nix()
+    _require_inputs()
     return _machine(scratch, store_paths, "old")
 
 
@@ -303,8 +247,8 @@ def test_a_rolled_back_main_deploy_after_a_test_branch_boots_the_last_main_deplo
 
 
 @pytest.mark.parametrize("kind", ["auto", "magic"])
-def test_the_old_design_boots_what_was_rolled_back(old_design, kind):
-    """The bug of issue item 1, reproduced by this model: test deploys in the system profile."""
+def test_f7_the_old_design_boots_what_was_rolled_back(old_design, kind):
+    """F7 with deploy-rs's own scripts: test deploys in the system profile."""
     machine = old_design
     _booted_main(machine)
     assert machine.deploy_test(machine.toplevel("v2"))
@@ -335,8 +279,8 @@ def test_a_refused_boot_deploy_of_a_test_branch_changes_nothing(machine):
     assert machine.state().booted_system_of == pending
 
 
-def test_the_old_design_switches_on_a_refused_boot_deploy(old_design):
-    """The bug of issue item 2: the rollback re-runs the previous generation without BOOT."""
+def test_n1_the_old_design_switches_on_a_refused_boot_deploy(old_design):
+    """N1 with deploy-rs's own scripts: the rollback re-runs the previous generation without BOOT."""
     machine = old_design
     _booted_main(machine)
     pending = machine.toplevel("new-initrd", initrd="i2")
