@@ -16,12 +16,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.upstream import deploy_rs_src
 
 REPO = Path(__file__).resolve().parents[2]
 GENERATOR = REPO / "lib" / "deploy-nodes.nix"
 HOST_MODULES = REPO / "lib" / "host-modules.nix"
 MOCKS = Path(__file__).resolve().parent / "mock-fleet.nix"
-INTERFACE_VARIABLE = "DEPLOY_RS_INTERFACE_JSON"
 TEST_HOST_VARIABLE = "HOMELAB_DEPLOY_TEST_HOST"
 FLAKE_FEATURES = ["--extra-experimental-features", "nix-command flakes"]
 
@@ -170,18 +170,13 @@ def test_fleet_unknown_or_undeployable_test_host_is_a_clear_error(host):
 
 
 def _deploy_rs_schema() -> dict:
-    """deploy-rs's interface.json (the JSON schema of the `deploy` output), from the path in
-    DEPLOY_RS_INTERFACE_JSON, e.g. a deploy-rs checkout's interface.json."""
-    path = os.environ.get(INTERFACE_VARIABLE)
-    if not path:
-        pytest.skip(
-            f"{INTERFACE_VARIABLE} is not set: point it at deploy-rs's interface.json "
-            "(the file at the root of a serokell/deploy-rs checkout) to validate against it"
-        )
+    """deploy-rs's interface.json (the JSON schema of the `deploy` output), from the deploy-rs
+    source tree in DEPLOY_RS_SRC."""
+    path = deploy_rs_src() / "interface.json"
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        pytest.fail(f"{INTERFACE_VARIABLE}={path} is not a readable JSON file: {exc}")
+        pytest.fail(f"{path} is not a readable JSON file: {exc}")
 
 
 @pytest.mark.parametrize("test_host", ["", "Alpha", "Beta"])

@@ -16,16 +16,14 @@ import pytest
 
 from nixos_testlib import REPO
 from support import require
+from support.upstream import nixpkgs_lib
 
 EVAL = Path(__file__).with_name("entry-points-eval.nix")
 
 
 def evaluate(**args: str) -> dict:
-    lib = os.environ.get("NIXPKGS_LIB")
-    if not lib:
-        pytest.skip("set NIXPKGS_LIB to a nixpkgs `lib` directory to evaluate the Nix entry points")
-    require("nix-instantiate")
-    argv = ["nix-instantiate", "--eval", "--strict", "--json", str(EVAL), "--arg", "nixpkgsLib", lib]
+    lib = nixpkgs_lib()
+    argv = ["nix-instantiate", "--eval", "--strict", "--json", str(EVAL), "--arg", "nixpkgsLib", str(lib)]
     for name, value in args.items():
         argv += ["--argstr", name, value]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from nixos_testlib import REPO
 from support import require
+from support.upstream import nixpkgs_lib
 
 FLEET = REPO / "test" / "fleet"
 ISSUE_VARIANTS = {"v1", "v2", "cut-ssh", "failing-activation", "new-initrd", "seed-deploy-user"}
@@ -186,12 +187,7 @@ def test_the_parse_test_covers_test_definitions():
 
 def test_the_deployer_s_fleet_source_leaves_out_the_private_test_host_key():
     """The deployer stands for CI: the targets' private host key must not reach its store."""
-    import os
-
-    lib = os.environ.get("NIXPKGS_LIB")
-    if not lib:
-        pytest.skip("NIXPKGS_LIB is not set: point it at a nixpkgs lib directory to evaluate the NixOS modules")
-    require("nix-instantiate")
+    lib = nixpkgs_lib()
     expr = (
         f"let source = (import {path(FLEET / 'flake-source.nix')} {{ lib = import {path(Path(lib))}; "
         "pkgs = null; nixpkgs = null; deploy-rs = null; sops-nix = null; }).source; in "
