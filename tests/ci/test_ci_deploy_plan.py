@@ -1,7 +1,10 @@
 """ci/deploy-plan: branch + event + boot flags + host list -> the exact deploy command."""
 
 import json
+import os
 import shlex
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -252,10 +255,22 @@ def test_exec_check_never_passes_the_test_host_variable(run_ci, fake_bin, tmp_pa
     ]
 
 
+@pytest.fixture
+def own_store(nix_build_env, tmp_path):
+    """nix_build_env with a Nix store of the test's own, so what the plan builds and signs never
+    reaches the host's store database (a signature added there stays for good). A store directory
+    of its own rather than a chroot store (local?root=): nix builds for a chroot store only in a
+    sandbox, which is off here. Builders run as the calling user (no build-users-group): root's
+    build users cannot enter pytest's private tmp_path. Returns (env, store directory)."""
+    root = tmp_path / "nix"
+    url = f"local?store={root}/store&state={root}/state&log={root}/log"
+    return {"NIX_CONFIG": f"{nix_build_env['NIX_CONFIG']}store = {url}\nbuild-users-group =\n"}, root / "store"
+
+
 @pytest.mark.parametrize("branch", ["main", "test-Niko"])
-def test_exec_build_builds_the_deployed_profile_with_real_nix(run_ci, contract_flake, nix_build_env, branch):
-    proc = plan(run_ci, "--branch", branch, "--exec", "build", cwd=contract_flake, env=nix_build_env,
-                hosts='["Niko"]')
+def test_exec_build_builds_the_deployed_profile_with_real_nix(run_ci, contract_flake, own_store, branch):
+    env, _ = own_store
+    proc = plan(run_ci, "--branch", branch, "--exec", "build", cwd=contract_flake, env=env, hosts='["Niko"]')
     assert proc.returncode == 0, proc.stderr
 
 
@@ -280,20 +295,20 @@ def test_exec_sign_without_a_key_file_signs_nothing_and_says_so(run_ci, fake_bin
 
 
 @pytest.mark.parametrize("branch", ["main", "test-Niko"])
-def test_exec_sign_signs_the_deployed_closure_with_real_nix(run_ci, contract_flake, nix_build_env, tmp_path, branch):
-    import os
-    import subprocess
-    if os.geteuid() != 0:
-        pytest.skip("adding signatures to the local store needs a trusted Nix user (root here)")
+def test_exec_sign_signs_the_deployed_closure_with_real_nix(run_ci, contract_flake, own_store, tmp_path, branch):
+    env, store_dir = own_store
     key, public = tmp_path / "ci.sec", tmp_path / "ci.pub"
     subprocess.run(["nix-store", "--generate-binary-cache-key", f"ci-{tmp_path.name}-1", key, public], check=True)
     args = ("--branch", branch, "--signing-key-file", key)
-    assert plan(run_ci, *args, "--exec", "build", cwd=contract_flake, env=nix_build_env, hosts='["Niko"]').returncode == 0
-    proc = plan(run_ci, *args, "--exec", "sign", cwd=contract_flake, env=nix_build_env, hosts='["Niko"]')
+    assert plan(run_ci, *args, "--exec", "build", cwd=contract_flake, env=env, hosts='["Niko"]').returncode == 0
+    proc = plan(run_ci, *args, "--exec", "sign", cwd=contract_flake, env=env, hosts='["Niko"]')
     assert proc.returncode == 0, proc.stderr
     profile = ".#deploy.nodes.Niko.profiles." + ("system" if branch == "main" else "test") + ".path"
-    env = {**os.environ, **nix_build_env, "HOMELAB_DEPLOY_TEST_HOST": "Niko" if branch != "main" else ""}
     info = subprocess.run(["nix", "path-info", "--json", "--sigs", "--impure", profile], cwd=contract_flake,
-                          env=env, capture_output=True, text=True, check=True)
-    sigs = [sig for entry in json.loads(info.stdout) for sig in entry.get("signatures", [])]
+                          env={**os.environ, **env, "HOMELAB_DEPLOY_TEST_HOST": "Niko" if branch != "main" else ""},
+                          capture_output=True, text=True, check=True)
+    entries = json.loads(info.stdout)
+    # Built and signed in the test's own store: the host's store never saw the path.
+    assert [Path(entry["path"]).parent for entry in entries] == [store_dir], info.stdout
+    sigs = [sig for entry in entries for sig in entry.get("signatures", [])]
     assert any(sig.startswith(f"ci-{tmp_path.name}-1:") for sig in sigs), info.stdout
