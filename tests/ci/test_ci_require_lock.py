@@ -1,7 +1,9 @@
 """ci/require-lock: CI refuses an unlocked, untracked, incomplete or stale flake.lock, and says
-how to make the first lock. Runs the script with the host's real nix on input-less flakes (the
-only flakes nix can lock here: no network) and on lock files written by hand."""
+how to make the first lock. Runs the script with the host's real nix on flakes without inputs or
+with local `path:` ones (the only flakes nix can lock here: no network), each locked as its
+flake.nix says, and on broken lock files written by hand."""
 import json
+import os
 import subprocess
 
 import pytest
@@ -20,10 +22,31 @@ def git(directory, *args):
                         "PATH": "/usr/bin:/bin", "HOME": str(directory)})
 
 
+NIX_FLAKES = ["--extra-experimental-features", "nix-command flakes"]
+OFFLINE = {"NIX_CONFIG": "substituters =\n"}
+
+
+def flake_inputs(directory):
+    """The inputs flake.nix declares, as nix reads them: `inputs`, plus the arguments of `outputs`
+    (an undeclared one is a registry input), less `self`."""
+    expr = (f"let f = import {json.dumps(str(directory / 'flake.nix'))}; in builtins.attrNames "
+            "((f.inputs or { }) // removeAttrs (builtins.functionArgs f.outputs) [ \"self\" ])")
+    proc = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
 def lock(real_nix, directory):
-    """The lock of an input-less flake, as `nix flake lock` writes it (this nix writes none for
-    such a flake inside a git repository)."""
-    (directory / "flake.lock").write_text(json.dumps({"nodes": {"root": {}}, "root": "root", "version": 7}))
+    """flake.lock for the flake.nix in `directory`, made from its inputs. With inputs, nix locks
+    them (local `path:` inputs only: no network). Without, the lock `nix flake lock` writes for
+    such a flake (nix 2.8 writes none, newer ones write this)."""
+    if flake_inputs(directory):
+        proc = subprocess.run([real_nix, *NIX_FLAKES, "flake", "lock", str(directory)], capture_output=True,
+                              text=True, env={**os.environ, **OFFLINE})
+        assert proc.returncode == 0, proc.stderr
+    else:
+        (directory / "flake.lock").write_text(json.dumps({"nodes": {"root": {}}, "root": "root", "version": 7}))
 
 
 @pytest.fixture
@@ -55,6 +78,26 @@ def test_a_committed_complete_lock_passes(run_ci, real_nix, flake):
     proc = run_ci("require-lock", "--flake", str(flake))
     assert proc.returncode == 0, proc.stderr
     assert "is committed and complete" in proc.stdout
+
+
+def test_a_committed_lock_of_a_flake_with_an_input_passes(run_ci, real_nix, tmp_path):
+    dep = write_flake(tmp_path / "dep", "{ outputs = { self }: { }; }\n")
+    flake = write_flake(tmp_path / "with-input", f'{{ inputs.dep.url = "path:{dep}"; outputs = {{ self, dep }}: {{ }}; }}\n')
+    git(flake, "init", "-q")
+    git(flake, "add", "flake.nix")  # nix reads a git flake's tracked files only
+    lock(real_nix, flake)
+    assert json.loads((flake / "flake.lock").read_text())["nodes"]["root"]["inputs"] == {"dep": "dep"}
+    git(flake, "add", "flake.nix", "flake.lock")
+    git(flake, "commit", "-q", "-m", "lock")
+    proc = run_ci("require-lock", "--flake", str(flake), env=OFFLINE)
+    assert proc.returncode == 0, proc.stderr
+    assert "is committed and complete" in proc.stdout
+
+
+def test_the_lock_of_a_test_flake_follows_its_inputs(real_nix, tmp_path):
+    # A registry input named only in `outputs` counts too, as it does for nix.
+    flake = write_flake(tmp_path / "inputs", '{ inputs.a.url = "path:/a"; outputs = { self, a, b }: { }; }\n')
+    assert flake_inputs(flake) == ["a", "b"]
 
 
 def test_an_input_missing_from_the_lock_is_named(run_ci, tmp_path):
