@@ -44,6 +44,21 @@ def machine_for(node: NodeRecord) -> Machine:
     return machine
 
 
+def lock_and_attach(node: NodeRecord, holder: str, resync: bool) -> tuple[NodeLock, Machine]:
+    """Lock a running node of a kept fleet for `holder` and attach a Machine to its QEMU; the
+    caller detaches and releases. A failed attach releases the lock again."""
+    lock = NodeLock(Path(node.state_dir), node.name)
+    lock.acquire(holder)
+    try:
+        machine = machine_for(node)
+        assert node.pid is not None and node.started is not None
+        machine.attach(AdoptedProcess(node.pid, node.started), timeout=ATTACH_TIMEOUT, resync=resync)
+    except BaseException:
+        lock.release()
+        raise
+    return lock, machine
+
+
 @contextlib.contextmanager
 def attached(record: FleetRecord, node_name: str, holder: str, resync: bool = True) -> Iterator[Machine]:
     """Drive one node of a kept fleet: lock it, attach, yield its Machine; detach at the end
@@ -56,18 +71,14 @@ def attached(record: FleetRecord, node_name: str, holder: str, resync: bool = Tr
             f"has exited). See why with `deploy-harness logs {node_name} --fleet {record.name}`; "
             f"start the fleet afresh with `deploy-harness down --fleet {record.name}` and `up`."
         )
-    lock = NodeLock(Path(node.state_dir), node_name)
-    lock.acquire(holder)
+    lock, machine = lock_and_attach(node, holder, resync)
     try:
-        machine = machine_for(node)
-        assert node.pid is not None and node.started is not None
-        machine.attach(AdoptedProcess(node.pid, node.started), timeout=ATTACH_TIMEOUT, resync=resync)
-        try:
-            yield machine
-        finally:
-            machine.detach()
+        yield machine
     finally:
-        lock.release()
+        try:
+            machine.detach()
+        finally:
+            lock.release()
 
 
 class KeptFleet:

@@ -4,12 +4,11 @@ QEMU and the VLAN switches run on; the fleet's record keeps its owner and switch
 learns the last test and any node a reset restarted."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..fleet import Fleet
-from ..vm.adopted import AdoptedProcess, start_time
-from .attach import ATTACH_TIMEOUT, machine_for
+from ..vm.adopted import start_time
+from .attach import lock_and_attach
 from .errors import FleetStateError
 from .locks import NodeLock
 from .records import FleetRecord, find, require_usable
@@ -62,13 +61,9 @@ class ReusedFleet:
                         f"node {node.name} of fleet {self.record.name} is not running (pid {node.pid}); "
                         f"start the fleet afresh with `deploy-harness down --fleet {self.record.name}` and `up`"
                     )
-                lock = NodeLock(Path(node.state_dir), node.name)
-                lock.acquire(self.holder)
-                self.locks.append(lock)
-                machine = machine_for(node)
-                assert node.pid is not None and node.started is not None
                 # No resync: the restore before each test resynchronises, also a stuck shell.
-                machine.attach(AdoptedProcess(node.pid, node.started), timeout=ATTACH_TIMEOUT, resync=False)
+                lock, machine = lock_and_attach(node, self.holder, resync=False)
+                self.locks.append(lock)
                 fleet.machines[node.name] = machine
         except BaseException:
             self._let_go(fleet)
