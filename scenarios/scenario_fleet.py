@@ -37,6 +37,9 @@ TEXTFILE = f"{FACTS['textfileDirectory']}/nixos_generation.prom"
 # The deploy's ssh options, and no prompt ever for the scenarios' own ssh.
 SSH_OPTIONS = shlex.join([*FACTS["sshOptions"], "-o", "BatchMode=yes"])
 TARGETS = tuple(FACTS["targets"])
+# A canary as deploy-rs names it, <tempPath>/deploy-rs-canary-<store hash>, in the targets'
+# tempPath, which test/fleet/nodes/target.nix sets from the facts too.
+CANARY = f"{FACTS['deployTempPath']}/deploy-rs-canary-" + "0" * 32
 
 NIXOS_IMAGE = NixosTestImage()
 # The nodes of test/vm-test.nix, as facts.json lists them (their VLANs are handed to the start

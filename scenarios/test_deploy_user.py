@@ -6,7 +6,7 @@ import shlex
 
 import pytest
 
-from scenario_fleet import NIXOS_FLEET, tail
+from scenario_fleet import CANARY, NIXOS_FLEET, tail
 
 pytestmark = [pytest.mark.nixos, pytest.mark.fleet(NIXOS_FLEET)]
 
@@ -18,7 +18,7 @@ def test_the_deploy_user_may_do_what_deploy_rs_needs_and_no_more(homelab):
 
     allowed = {
         "activate-rs": f"{activatable}/activate-rs activate {activatable}",
-        "canary rm": "/run/current-system/sw/bin/rm /tmp/deploy-rs-canary-" + "0" * 32,
+        "canary rm": f"/run/current-system/sw/bin/rm {CANARY}",
     }
     for what, command in allowed.items():
         status, out = homelab.ssh("target", f"sudo -n -l {command}")
@@ -30,8 +30,7 @@ def test_the_deploy_user_may_do_what_deploy_rs_needs_and_no_more(homelab):
         "bash as root": "sudo -n bash -c true",
         # `sudo -l CMD` only asks whether CMD is allowed: a rule that is too broad fails the
         # test without deleting anything.
-        "rm a real canary and another file": "sudo -n -l /run/current-system/sw/bin/rm "
-        "/tmp/deploy-rs-canary-" + "0" * 32 + " /etc/passwd",
+        "rm a real canary and another file": f"sudo -n -l /run/current-system/sw/bin/rm {CANARY} /etc/passwd",
         "rm another file": "sudo -n -l /run/current-system/sw/bin/rm /etc/passwd",
         "write /etc": "touch /etc/ndh-deploy-user-was-here",
     }

@@ -3,6 +3,7 @@ nodes, the variants, the deploy nodes test/fleet/outputs.nix generates with lib/
 and the deployer's generated flake.nix."""
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
 import json
 import subprocess
@@ -230,3 +231,27 @@ def test_the_nixos_test_and_the_scenarios_read_one_list_of_facts():
         text = (REPO / "test" / "fleet" / nix_file).read_text()
         assert "facts.json" in text, f"test/fleet/{nix_file} reads the facts"
         assert facts["cacheUrl"] not in text and facts["fleetDir"] not in text, f"test/fleet/{nix_file} repeats a fact"
+
+
+def test_the_deploy_user_scenario_names_a_canary_the_target_s_sudo_rule_allows():
+    """The canary's directory has one source, facts.json: the target node sets its tempPath from
+    it, and the scenarios' canary (scenario_fleet.CANARY) lies in it and matches the sudo rule
+    generated from it."""
+    from test_nixos_target_module import evaluate  # nixpkgs' lib: skips, naming it, when unset
+
+    facts = json.loads((FLEET / "facts.json").read_text())
+    target = evaluate("""{
+      tempPath = config.homelab.deploy.tempPath;
+      commands = map (c: c.command) (builtins.concatMap (r: r.commands) config.security.sudo.extraRules);
+    }""")
+    assert target["tempPath"] == facts["deployTempPath"]
+    sys.path.insert(0, str(REPO / "scenarios"))
+    try:
+        import scenario_fleet
+    finally:
+        sys.path.remove(str(REPO / "scenarios"))
+    assert scenario_fleet.CANARY.startswith(facts["deployTempPath"] + "/deploy-rs-canary-")
+    assert "deploy-rs-canary-" not in (REPO / "scenarios" / "test_deploy_user.py").read_text(), "one canary: CANARY"
+    rules = [command for command in target["commands"] if "deploy-rs-canary-" in command]
+    rm = f"/run/current-system/sw/bin/rm {scenario_fleet.CANARY}"
+    assert any(fnmatch.fnmatchcase(rm, rule) for rule in rules), rules
