@@ -46,7 +46,7 @@
     nodeExporter.openFirewall = lib.mkDefault true;
   };
 
-  # This host's sops file (docs/secrets.md); used once the host sets homelab.secrets.enable.
+  # This host's sops file (docs/secrets.md); used once the host declares a secret (sops.secrets).
   homelab.secrets.sopsFile = lib.mkDefault (../secrets + "/${config.networking.hostName}.yaml");
 
   # The fleet's binary cache (docs/fleet.md, "The binary cache"). Off until the cache host

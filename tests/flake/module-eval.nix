@@ -1,12 +1,13 @@
 # Evaluates homelab modules (or whole host folders) with nixpkgs' lib but without nixpkgs: the
 # NixOS options our modules and hosts touch are declared here, with NixOS's defaults where they
-# are read. Used by test_fleet_modules.py when
-# NIXPKGS_LIB points at a nixpkgs `lib` directory.
+# are read. sops-nix's NixOS module is the real one, from a sops-nix source tree (flake.nix gives
+# it to every host); the stand-ins below include what it reads. Used by test_flake_modules.py
+# when NIXPKGS_LIB and SOPS_NIX are set.
 #
-#   import ./module-eval.nix { lib = import <nixpkgs lib>; modules = [ ... ]; harmoniaShape = "cache";
-#                              scriptsAsText = false; }
+#   import ./module-eval.nix { lib = import <nixpkgs lib>; sopsNix = <sops-nix tree>; modules = [ ... ];
+#                              harmoniaShape = "cache"; scriptsAsText = false; }
 #     => { config; failedAssertions; warnings; }
-{ lib, modules, harmoniaShape ? "cache", scriptsAsText ? false }:
+{ lib, sopsNix, modules, harmoniaShape ? "cache", scriptsAsText ? false }:
 let
   inherit (lib) mkOption types;
 
@@ -21,13 +22,25 @@ let
     bashInteractive = fakeDerivation "bash-interactive-5.2";
     coreutils = fakeDerivation "coreutils-9.5";
     nix = fakeDerivation "nix-2.28";
-    callPackage = file: args: fakeDerivation "called-${baseNameOf (toString file)}";
+    # nixpkgs' callPackage where this set has every argument the file names, optional ones
+    # too (sops-nix's manifest-for.nix); otherwise a fake package named after the file. An
+    # optional argument left to its default could import <nixpkgs> (sops-nix's own default.nix).
+    callPackage = file: args:
+      let
+        fn = import file;
+        available = pkgs // { inherit lib; } // args;
+        complete = builtins.all (name: available ? ${name}) (builtins.attrNames (builtins.functionArgs fn));
+      in
+      if builtins.isFunction fn && complete then fn (builtins.intersectAttrs (builtins.functionArgs fn) available)
+      else fakeDerivation "called-${baseNameOf (toString file)}";
     # scriptsAsText: a script's outPath is its text, so a test can read (and run) what a unit's
     # ExecStart would run.
     writeShellScript = name: text:
       if scriptsAsText then fakeDerivation name // { outPath = text; } else fakeDerivation name;
     # Keeps the text, so tests can read what a module writes (e.g. the rendered alert rules).
     writeText = name: text: fakeDerivation name // { inherit text; };
+    # sops-nix writes its manifest with it; its checkPhase (sops-install-secrets) never runs here.
+    writeTextFile = { name, text, ... }: fakeDerivation name // { inherit text; };
   };
 
   option = type: default: mkOption { inherit type default; };
@@ -71,7 +84,14 @@ let
         default = "x86_64-linux";
         apply = platform: if builtins.isString platform then { system = platform; } else platform;
       };
-      system.build.toplevel = option types.str "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-stub";
+      # Free-form as in NixOS: sops-nix puts its manifests here.
+      system.build = mkOption {
+        type = types.submodule {
+          freeformType = types.lazyAttrsOf types.raw;
+          options.toplevel = option types.str "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-stub";
+        };
+        default = { };
+      };
       networking.hostName = option types.str "nixos";
       networking.firewall.allowedTCPPorts = mkOption { type = types.listOf types.port; default = [ ]; };
       boot.loader.efi.efiSysMountPoint = option types.str "/boot";
@@ -100,8 +120,6 @@ let
       services.nginx = anything;
       services.openssh = anything;
       services.prometheus = anything;
-      # sops-nix's module (flake.nix adds it to every host).
-      sops = anything;
       systemd.services = anything;
       systemd.timers = anything;
       systemd.paths = anything;
@@ -112,7 +130,7 @@ let
     config._module.args.pkgs = pkgs;
   };
 
-  evaluated = lib.evalModules { modules = [ nixosStub ] ++ modules; };
+  evaluated = lib.evalModules { modules = [ nixosStub (sopsNix + "/modules/sops") ] ++ modules; };
   inherit (evaluated) config;
 in
 {

@@ -1,8 +1,9 @@
 """homelab modules and the real hosts, evaluated with nixpkgs' lib (option types, merging,
 assertions, the generated sudo rules) through tests/flake/module-eval.nix.
 
-Needs NIXPKGS_LIB: the `lib` directory of a nixpkgs checkout (or of nix-community/nixpkgs.lib).
-Without it every test here is skipped with that reason.
+Needs NIXPKGS_LIB (nixpkgs' `lib` directory) and SOPS_NIX (a sops-nix source tree: every host
+gets its real NixOS module, as flake.nix gives it); without them every test here is skipped
+naming the variable (tests/support/upstream.py).
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.upstream import nixpkgs_lib, sops_nix
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE_EVAL = Path(__file__).resolve().parent / "module-eval.nix"
 MOCKS = Path(__file__).resolve().parent / "mock-fleet.nix"
 HOSTS = sorted(p.name for p in (REPO / "hosts").iterdir() if p.is_dir())
-SKIP_REASON = "NIXPKGS_LIB is not set: point it at a nixpkgs lib directory to evaluate the NixOS modules"
 CANARY = "/deploy-rs-canary-" + "[0-9a-df-np-sv-z]" * 32
 
 
@@ -27,21 +28,15 @@ def nix_path(path: Path | str) -> str:
     return f"(/. + {json.dumps(str(path))})"
 
 
-def nixpkgs_lib() -> str:
-    lib = os.environ.get("NIXPKGS_LIB")
-    if not lib:
-        pytest.skip(SKIP_REASON)
-    if not (Path(lib) / "default.nix").is_file():
-        pytest.fail(f"NIXPKGS_LIB={lib} has no default.nix: it must be nixpkgs' lib directory")
-    if shutil.which("nix-instantiate") is None:
-        pytest.skip("nix-instantiate not found on PATH: install Nix (e.g. Debian's nix-bin)")
-    return lib
+def inputs() -> str:
+    """The upstream trees module-eval.nix takes, as Nix bindings `lib` and `sopsNix`."""
+    return f"lib = import {nix_path(nixpkgs_lib())}; sopsNix = {nix_path(sops_nix())}; "
 
 
 def run(modules: list[str], select: str, *, shape: str = "cache") -> subprocess.CompletedProcess[str]:
     expr = (
-        f"let lib = import {nix_path(nixpkgs_lib())}; "
-        f"r = import {nix_path(MODULE_EVAL)} {{ inherit lib; harmoniaShape = {json.dumps(shape)}; "
+        f"let {inputs()}"
+        f"r = import {nix_path(MODULE_EVAL)} {{ inherit lib sopsNix; harmoniaShape = {json.dumps(shape)}; "
         f"modules = [ {' '.join(modules)} ]; }}; "
         f"config = r.config; in {select}"
     )
@@ -72,9 +67,9 @@ def fleet_expr(select: str) -> str:
     """`select` over the real hosts as flake.nix assembles them (lib/fleet-hosts.nix), each
     evaluated by module-eval.nix: `fleet.<Host>` is { config; failedAssertions; warnings; }."""
     return (
-        f"let lib = import {nix_path(nixpkgs_lib())}; "
+        f"let {inputs()}"
         f"fleet = import {FLEET_HOSTS} {{ nixosSystem = {{ modules }}: "
-        f"import {nix_path(MODULE_EVAL)} {{ inherit lib modules; }}; }}; in {select}"
+        f"import {nix_path(MODULE_EVAL)} {{ inherit lib sopsNix modules; }}; }}; in {select}"
     )
 
 
@@ -340,8 +335,8 @@ def _keygen_script(tmp: Path) -> str:
         f"publicKeyFile = {json.dumps(str(tmp / 'var/lib/harmonia/signing-key.pub'))}; }}; }}"
     )
     expr = (
-        f"let lib = import {nix_path(nixpkgs_lib())}; "
-        f"r = import {nix_path(MODULE_EVAL)} {{ inherit lib; scriptsAsText = true; modules = [ {HOMELAB} {module} ]; }}; "
+        f"let {inputs()}"
+        f"r = import {nix_path(MODULE_EVAL)} {{ inherit lib sopsNix; scriptsAsText = true; modules = [ {HOMELAB} {module} ]; }}; "
         "in r.config.systemd.services.homelab-harmonia-keygen.serviceConfig.ExecStart"
     )
     result = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],

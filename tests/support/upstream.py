@@ -40,7 +40,7 @@ NIXPKGS_LIB = Input("NIXPKGS_LIB", "nixpkgs' lib directory", "default.nix",
 DEPLOY_RS_SRC = Input("DEPLOY_RS_SRC", "a deploy-rs source tree", "interface.json",
                       "check the deploy output against deploy-rs's schema and run its activation scripts")
 SOPS_NIX = Input("SOPS_NIX", "a sops-nix source tree", "modules/sops/default.nix",
-                 "evaluate the secrets module with sops-nix's real NixOS module")
+                 "evaluate the fleet's modules with sops-nix's real NixOS module, which every host imports")
 
 ALL = (NIXPKGS_LIB, DEPLOY_RS_SRC, SOPS_NIX)
 

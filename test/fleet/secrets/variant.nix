@@ -1,5 +1,5 @@
-# What a secrets variant adds to the target: one secret through homelab.secrets, decrypted at
-# activation with the target's fixed test host key, owned by a user of its own with mode 0440.
+# What a secrets variant adds to the target: one sops-nix secret, decrypted at activation with
+# the target's fixed test host key (homelab.secrets), owned by a user of its own with mode 0440.
 #   import ./variant.nix "<label>" => a NixOS module
 # /etc/ndh-secret-sha256 and /etc/ndh-secret.sops point the scenario at what to expect.
 label:
@@ -15,15 +15,14 @@ in
   users.groups.ndh-secret-reader = { };
 
   homelab.secrets = {
-    enable = true;
     sopsFile = "${encrypted}/secret.sops";
     # A build output: hashing it during evaluation would be import-from-derivation.
     validateSopsFiles = false;
-    secrets.ndh-test-secret = {
-      owner = "ndh-secret-reader";
-      mode = "0440";
-      format = "binary";
-    };
+  };
+  sops.secrets.ndh-test-secret = {
+    owner = "ndh-secret-reader";
+    mode = "0440";
+    format = "binary";
   };
 
   environment.etc."ndh-secret-sha256".source = "${encrypted}/plaintext.sha256";
