@@ -59,16 +59,31 @@
       harnessApps = pkgs.callPackage ./nix/apps.nix { inherit (harnessPackages) deploy-harness micro-image; };
       app = drv: { type = "app"; program = pkgs.lib.getExe drv; };
 
-      # ---- Scenario checks (docs/scenario-checks.md) ----------------------------------------
-      # checks.<system>.scenario-<name>: one per scenario file, run by pytest in the build
-      # sandbox on a builder with the `kvm` and `nixos-test` features, against the nodes of
-      # test/vm-test.nix, with the harness from this flake's own package.
+      # ---- The VM suite (docs/ci.md, "Which checks gate what") -------------------------------
+      # The test fleet (test/fleet), evaluated once: the NixOS test and the scenario checks
+      # share its nodes.
+      testFleet = import ./test/fleet { inherit nixpkgs deploy-rs sops-nix system; };
+
+      # scenario-<name>: one check per scenario file, run by pytest in the build sandbox against
+      # the test fleet's nodes, with the harness from this flake's own package
+      # (docs/scenario-checks.md).
       scenarioChecks = import ./test/scenario-checks.nix {
         inherit pkgs;
         harness = self.packages.${system}.deploy-harness;
-        nodes = (import ./test/fleet { inherit nixpkgs deploy-rs sops-nix system; }).vmTest.nodes;
+        inherit (testFleet.vmTest) nodes;
       };
-      # ---- end of the scenario checks -------------------------------------------------------
+
+      # Every derivation here boots NixOS VMs: a builder with the `kvm` and `nixos-test`
+      # features and about 10 GiB of memory per build. None of them is in `checks`.
+      vmChecks =
+        {
+          # The NixOS test (test/vm-test.nix): deployer, targets and cache VMs; its testScript
+          # deploys a baseline and then a switch with deploy-rs. The harness builds its nodes'
+          # VMs from here: vm-test.nodes.<node>.system.build.vm.
+          vm-test = testFleet.vmTest;
+        }
+        // scenarioChecks;
+      # ---- end of the VM suite --------------------------------------------------------------
     in
     {
       nixosConfigurations = hosts;
@@ -95,17 +110,15 @@
         deploy-harness = app harnessApps.deploy-harness;
       };
 
+      # Fast checks (evaluation, schema, lint; no VM): every push and every deploy runs
+      # `nix flake check`, on runners without KVM. A VM test here would make every push boot
+      # VMs and fail on those runners: tests/nixos/test_nixos_scenario_checks.py refuses it.
       checks.${system} =
         # deploy-rs's own: the deploy output matches its schema, every profile is activatable.
         deploy-rs.lib.${system}.deployChecks self.deploy
         // {
           # Builds the exporter, which runs shellcheck on it.
           nixos-generation-exporter = self.packages.${system}.nixos-generation-exporter;
-
-          # The NixOS test (test/vm-test.nix): deployer, targets and cache VMs; its testScript
-          # deploys a baseline and then a switch with deploy-rs. Needs a builder with KVM. The
-          # harness builds its nodes' VMs from here: vm-test.nodes.<node>.system.build.vm.
-          vm-test = (import ./test/fleet { inherit nixpkgs deploy-rs sops-nix system; }).vmTest;
 
           # The main deploy command must only ever see `system` profiles.
           main-deploy-profiles =
@@ -116,12 +129,16 @@
             in
             if offending == [ ] then pkgs.runCommand "main-deploy-profiles" { } "touch $out"
             else throw "deploy.nodes has profiles other than `system` on: ${toString offending} (was HOMELAB_DEPLOY_TEST_HOST set with --impure?)";
-        }
-        # The scenarios, one check per file (docs/scenario-checks.md).
-        // scenarioChecks;
+        };
 
-      # Hydra (a flake jobset builds `hydraJobs`): the scenario checks, one job each.
-      hydraJobs.scenarios.${system} = scenarioChecks;
+      # The VM suite: `nix build .#vmChecks.x86_64-linux.<name>`; the nightly workflow builds
+      # all of them on its KVM runner.
+      vmChecks.${system} = vmChecks;
+
+      # Hydra (a flake jobset builds `hydraJobs`): the VM suite, one job each. `nix flake check`
+      # evaluates hydraJobs without building them, so every push still proves the VM suite
+      # evaluates.
+      hydraJobs.vmChecks.${system} = vmChecks;
 
       # What `pytest scenarios/` and `pytest tests/ -n 2` need, and `deploy-harness` on PATH. Self-tests
       # of Debian-only pieces (OVMF files, the node exporter, kmod) skip here, naming what is missing.
@@ -156,6 +173,11 @@
           pkgs.cpio
           pkgs.e2fsprogs
         ];
+        # The upstream trees the self-tests evaluate against (tests/support/upstream.py), taken
+        # from this flake's own inputs: without them those tests skip, naming the variable.
+        NIXPKGS_LIB = "${nixpkgs}/lib";
+        DEPLOY_RS_SRC = "${deploy-rs}";
+        SOPS_NIX = "${sops-nix}";
         # Import the in-repo harness without installing it; the Nix-built micro image unless
         # one is given.
         shellHook = ''

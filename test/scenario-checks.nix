@@ -1,5 +1,5 @@
 # Every scenario file as a Nix check (docs/scenario-checks.md): one derivation per file
-# scenarios/test_<x>.py (checks.<system>.scenario-<x>) and scenarios/regressions/test_<x>.py
+# scenarios/test_<x>.py (vmChecks.<system>.scenario-<x>) and scenarios/regressions/test_<x>.py
 # (scenario-regression-<x>), "_" written "-". Each runs, in the build sandbox, the command a user
 # types for that file (`pytest scenarios/<file> ...`, the derivation's `command`) against the
 # NixOS test nodes' start scripts, which are inputs of the derivation: no nix and no network

@@ -1,4 +1,4 @@
-# The NixOS test behind `pytest scenarios/` and the flake check `checks.<system>.vm-test`:
+# The NixOS test behind `pytest scenarios/` and the VM check `vmChecks.<system>.vm-test`:
 #
 #   pkgs.testers.runNixOSTest (import ./test/vm-test.nix { inherit nixpkgs deploy-rs sops-nix; })
 #
@@ -19,7 +19,7 @@
 # modules set its options (homelab.secrets), and the secrets variants use it.
 #
 # The testScript below is only a smoke test (a baseline deploy, then a switch) so that
-# `nix build .#checks.x86_64-linux.vm-test` exercises a real deploy on a KVM builder. The
+# `nix build .#vmChecks.x86_64-linux.vm-test` exercises a real deploy on a KVM builder. The
 # scenarios are the Python tests under scenarios/, which boot these same nodes with the
 # harness (the nodes' `system.build.vm` start scripts) and check what happened on the targets.
 { nixpkgs, deploy-rs, sops-nix }:

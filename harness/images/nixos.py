@@ -1,7 +1,7 @@
 """NixOS nodes built by Nix from test/vm-test.nix: the `Image` a NixOS fleet boots.
 
 Layer 2 (docs/architecture.md). `NixosTestImage.start_scripts` builds the nodes' VMs with one
-`nix build` of `<flake>#checks.<system>.vm-test.nodes.<node>.system.build.vm` (runNixOSTest
+`nix build` of `<flake>#vmChecks.<system>.vm-test.nodes.<node>.system.build.vm` (runNixOSTest
 exposes the evaluated nodes as `.nodes`; nixpkgs nixos/lib/testing/nodes.nix, passthru.nodes)
 and returns a small wrapper per node around the `run-<node>-vm` script Nix built.
 
@@ -81,7 +81,7 @@ class NixosTestImage:
     nix_options: tuple[tuple[str, str], ...] = ()
 
     def installable(self, node: str) -> str:
-        return f"{self.flake}#checks.{self.system}.{self.check}.nodes.{node}.system.build.vm"
+        return f"{self.flake}#vmChecks.{self.system}.{self.check}.nodes.{node}.system.build.vm"
 
     def start_scripts(
         self, spec: "FleetSpec", state_dir: Path, progress: Callable[[str], None]
@@ -159,7 +159,7 @@ def _build(
     installables = [image.installable(node) for node in nodes]
     progress(
         f"building the NixOS test nodes {', '.join(nodes)} with nix "
-        f"({image.flake}#checks.{image.system}.{image.check}; the first build takes long, "
+        f"({image.flake}#vmChecks.{image.system}.{image.check}; the first build takes long, "
         "nix's progress follows)"
     )
     try:

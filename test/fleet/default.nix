@@ -1,5 +1,5 @@
 # The test fleet, one entry point for both places that evaluate it:
-#   - flake.nix's `checks.<system>.vm-test` (the host: harness builds, `nix flake check`);
+#   - flake.nix's VM suite, `vmChecks.<system>` (the host: harness builds, nightly CI);
 #   - the deployer's fleet flake (./flake-text.nix), inside the test VM.
 # Both call this with the same nixpkgs and deploy-rs store paths, so both evaluate the same
 # target configurations, derivation for derivation.

@@ -20,7 +20,8 @@ if not CHECK_JSONSCHEMA.exists() and shutil.which("check-jsonschema"):
     CHECK_JSONSCHEMA = Path(shutil.which("check-jsonschema"))
 PULL_REQUEST_EVENTS = {"pull_request", "pull_request_target"}
 # Runner labels for code nobody trusted yet (pull requests): nothing of the fleet is there.
-UNTRUSTED_LABELS = {"nixos-untrusted", "nixos-untrusted-kvm"}
+# Pull requests run only fast checks: no KVM label.
+UNTRUSTED_LABELS = {"nixos-untrusted"}
 
 
 def load(name):
@@ -244,35 +245,6 @@ def test_the_secret_is_only_in_the_env_of_the_step_that_loads_it():
     assert "secrets." not in holders[0]["run"]  # read from the environment, not pasted in
 
 
-# --- schedule, concurrency, nightly artifacts ---------------------------------------------
-
-def test_nightly_has_a_schedule_and_manual_dispatch():
-    on = triggers(load("nightly"))
-    assert "workflow_dispatch" in on
-    crons = [entry["cron"] for entry in on["schedule"]]
-    assert crons and all(len(cron.split()) == 5 for cron in crons)
-
-
-def test_nightly_runs_the_nix_entry_point_on_the_nixos_kvm_runner_and_uploads_artifacts():
-    job = load("nightly")["jobs"]["scenarios"]
-    assert job["runs-on"] == "nixos-kvm"  # a NixOS host: no apt-get, no Debian tools there
-    commands = [s.get("run", "") for s in job["steps"]]
-    assert not any("ci/bootstrap" in c or "apt-get" in c or ".venv/" in c for c in commands), commands
-    scenario_line = next(line.strip() for c in commands for line in c.splitlines() if ".#scenarios" in line)
-    # The README's command for NixOS, from the committed lock, with the artifacts options after `--`.
-    assert scenario_line.startswith("nix run --no-update-lock-file .#scenarios -- ")
-    assert "--junitxml=artifacts/" in scenario_line and "--vm-artifacts artifacts/" in scenario_line
-    upload = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact"))
-    assert upload["uses"] == "actions/upload-artifact@v3"
-    assert upload["if"] == "always()"
-    assert upload["with"]["path"].startswith("artifacts")
-
-
-def test_the_readme_gives_the_command_nightly_runs():
-    readme = (REPO / "README.md").read_text()
-    assert "nix run .#scenarios" in readme and "./ci/bootstrap && .venv/bin/pytest scenarios/" in readme
-
-
 # --- one lock for every job ------------------------------------------------------------
 
 NIX_COMMAND = re.compile(r"(?:^|[\s;&|(])nix\s+(?!-)([a-z-]+(?:\s+(?!-)[a-z-]+)?)")
@@ -316,17 +288,7 @@ def test_the_ci_scripts_pass_the_lock_flag_to_every_flake_command():
     assert calls >= 6  # the pattern finds the calls: check, two builds, two evals, metadata, ...
 
 
-def test_nightly_says_whether_it_runs_pytest_or_the_scenario_checks_and_why():
-    """Issue: nightly may build the scenario checks instead; the workflow says which it does."""
-    text = (WORKFLOWS / "nightly.yml").read_text()
-    header = "\n".join(line for line in text.splitlines() if line.startswith("#"))
-    commands = " ".join(s.get("run", "") for s in load("nightly")["jobs"]["scenarios"]["steps"])
-    builds_checks = "checks.x86_64-linux.scenario-" in commands or "nix-fast-build" in commands
-    runs_pytest = "pytest scenarios/" in commands or ".#scenarios" in commands  # the flake's app runs it
-    assert builds_checks != runs_pytest, "nightly runs the scenarios one way"
-    assert "scenario checks" in header and "docs/scenario-checks.md" in header
-    assert ("not the scenario checks" in header) == runs_pytest, "the header must say which, and why"
-
+# --- concurrency ---------------------------------------------------------------------------
 
 def test_one_deploy_at_a_time_and_never_cancelled():
     concurrency = load("deploy")["concurrency"]
@@ -451,15 +413,25 @@ def test_deploy_workflow_build_job_checks_and_builds_with_real_nix(deploy_checko
     assert not record.exists()  # the build job never deploys
 
 
-def test_flake_check_runs_only_where_kvm_is():
-    # checks.vm-test is a NixOS VM test: `nix flake check` (also run by `deploy-plan --exec
-    # check`) builds it, which needs KVM.
-    flake_check_jobs = [
+def flake_check_jobs():
+    """(workflow, job) of every job that runs `nix flake check`, itself or through
+    `deploy-plan --exec check`."""
+    return [
         (name, job_id)
         for name in NAMES
         for job_id, step in steps(load(name))
         if "nix flake check" in step.get("run", "") or "--exec check" in step.get("run", "")
     ]
-    assert flake_check_jobs
-    for name, job_id in flake_check_jobs:
-        assert "kvm" in load(name)["jobs"][job_id]["runs-on"], f"{name}.yml job {job_id}"
+
+
+def test_the_fast_checks_need_no_kvm_runner():
+    """`checks` holds no VM test (tests/nixos/test_nixos_scenario_checks.py refuses one), so
+    every push's and every deploy's `nix flake check` runs on runners without KVM; only the
+    nightly VM suite needs one."""
+    jobs = flake_check_jobs()
+    assert {name for name, _ in jobs} == {"build", "check", "deploy", "pull-request"}
+    for name, job_id in jobs:
+        assert not any("kvm" in label for label in runs_on(load(name)["jobs"][job_id])), f"{name}.yml job {job_id}"
+    kvm_jobs = {(name, job_id) for name in NAMES for job_id, job in load(name)["jobs"].items()
+                if any("kvm" in label for label in runs_on(job))}
+    assert kvm_jobs == {("nightly", "scenarios"), ("nightly", "vm-checks")}

@@ -63,7 +63,7 @@ def stand_in_nix(tmp_path: Path, version: str) -> tuple[Path, Path]:
         if [ "$1" = build ]; then
           for arg in "$@"; do
             case "$arg" in
-              *'#checks.'*'.nodes.'*'.system.build.vm')
+              *'#vmChecks.'*'.nodes.'*'.system.build.vm')
                 node=${{arg##*.nodes.}}; node=${{node%%.*}}
                 mkdir -p {outputs}/$node/bin
                 printf '#!/bin/sh\\nexit 1\\n' > {outputs}/$node/bin/run-$node-vm

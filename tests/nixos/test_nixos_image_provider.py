@@ -40,7 +40,7 @@ FLAKE = """
         @features@
       };
     in {
-      checks.x86_64-linux.vm-test.nodes = {
+      vmChecks.x86_64-linux.vm-test.nodes = {
         alpha.system.build.vm = vm "alpha";
         beta.system.build.vm = vm "beta";
       };

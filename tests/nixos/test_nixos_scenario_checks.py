@@ -209,9 +209,15 @@ def test_a_failing_scenario_fails_the_check_and_says_where_its_artifacts_are(run
 
 # --- flake.nix's wiring, with mock inputs ----------------------------------------------------
 
+# runNixOSTest as nixpkgs' nixos/lib/testing/run.nix shapes its result on Linux: a derivation
+# that needs the `nixos-test` and `kvm` features, with the evaluated nodes. The trace counts
+# how often the test fleet is evaluated.
 FAKE_NIXPKGS = """
 { system, ... }: {
-  testers.runNixOSTest = test: {
+  testers.runNixOSTest = test: builtins.trace "ndh: the test fleet is evaluated" {
+    type = "derivation";
+    name = "vm-test-run-${(test { }).name}";
+    requiredSystemFeatures = [ "nixos-test" "kvm" ];
     nodes = builtins.mapAttrs
       (name: _: { system.build.vm = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-vm-${name}"; })
       (test { }).nodes;
@@ -219,18 +225,22 @@ FAKE_NIXPKGS = """
 }
 """
 
+VM_FEATURES = {"kvm", "nixos-test"}
 
-def test_the_flake_makes_the_scenario_checks_from_its_harness_package(tmp_path):
-    """flake.nix passes its own package `deploy-harness` and the vm-test nodes, and adds the
-    scenario checks to `checks` and `hydraJobs`. nixpkgs and deploy-rs are mocks; the harness
-    package is replaced by a marker (whatever flake.nix builds it with is not evaluated)."""
+
+def flake_outputs(tmp_path: Path, select: str) -> tuple[dict, str]:
+    """`select` over flake.nix's outputs (as `out`), with mock nixpkgs, deploy-rs and sops-nix;
+    the harness package is replaced by a marker (whatever flake.nix builds it with is not
+    evaluated), and `self.deploy` by one node with a `system` profile. Returns the JSON and
+    nix's stderr (the traces)."""
     (tmp_path / "default.nix").write_text(FAKE_NIXPKGS)
     mocks = REPO / "tests" / "flake" / "mock-fleet.nix"
     expr = f"""
       let
         m = import (/. + {json.dumps(str(mocks))}) {{ }};
         pkgs = {{
-          runCommand = name: env: script: env // {{ inherit name script; }};
+          runCommand = name: env: script: env // {{ type = "derivation"; inherit name script; }};
+          callPackage = file: args: {{ type = "derivation"; name = baseNameOf (toString file); }};
           python3.withPackages = f: {{ pythonEnv = f {{ pytest = "pytest"; toPythonModule = x: {{ module = x; }}; }}; }};
           vde2 = "vde2";
         }};
@@ -238,31 +248,67 @@ def test_the_flake_makes_the_scenario_checks_from_its_harness_package(tmp_path):
           outPath = /. + {json.dumps(str(tmp_path))};
           legacyPackages.x86_64-linux = pkgs;
         }};
-        deploy-rs = {{ lib.x86_64-linux = m.deploy-rs.lib.x86_64-linux // {{ deployChecks = _: {{ }}; }}; }};
+        deploy-rs = {{ lib.x86_64-linux = m.deploy-rs.lib.x86_64-linux // {{
+          deployChecks = deploy: {{ deploy-schema = pkgs.runCommand "deploy-schema" {{ }} ""; }};
+        }}; }};
         flake = import (/. + {json.dumps(str(REPO / "flake.nix"))});
         out = flake.outputs {{
           self = out // {{
             packages.x86_64-linux = out.packages.x86_64-linux // {{ deploy-harness = "mock-harness"; }};
+            # The mocks know only their own hosts, not hosts/: main-deploy-profiles reads this.
+            deploy.nodes.Alpha.profiles.system = {{ }};
           }};
           inherit nixpkgs deploy-rs;
           inherit (m) sops-nix;
         }};
-        scenario = builtins.filter (n: builtins.substring 0 9 n == "scenario-") (builtins.attrNames out.checks.x86_64-linux);
-        one = out.checks.x86_64-linux.scenario-magic-rollback;
-      in {{
-        inherit scenario;
-        hydra = builtins.attrNames out.hydraJobs.scenarios.x86_64-linux;
-        harness = builtins.elemAt one.nativeBuildInputs 0;
-        scripts = one.NDH_NODE_SCRIPTS;
-        features = one.requiredSystemFeatures;
-      }}"""
+        features = drv: drv.requiredSystemFeatures or [ ];
+      in {select}"""
     require("nix-instantiate")
     result = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    wired = json.loads(result.stdout)
+    return json.loads(result.stdout), result.stderr
+
+
+def test_the_flake_makes_the_scenario_checks_from_its_harness_package(tmp_path):
+    """flake.nix passes its own package `deploy-harness` and the test fleet's nodes to
+    test/scenario-checks.nix, and puts every scenario check into `vmChecks` and `hydraJobs`."""
+    wired, _ = flake_outputs(tmp_path, """
+      let one = out.vmChecks.x86_64-linux.scenario-magic-rollback; in {
+        scenario = builtins.filter (n: builtins.substring 0 9 n == "scenario-") (builtins.attrNames out.vmChecks.x86_64-linux);
+        hydra = builtins.attrNames out.hydraJobs.vmChecks.x86_64-linux;
+        vm = builtins.attrNames out.vmChecks.x86_64-linux;
+        harness = builtins.elemAt one.nativeBuildInputs 0;
+        scripts = one.NDH_NODE_SCRIPTS;
+        features = one.requiredSystemFeatures;
+      }""")
     assert sorted(wired["scenario"]) == sorted(expected_names(REPO))
-    assert wired["hydra"] == sorted(wired["scenario"])
+    assert wired["vm"] == sorted(["vm-test", *wired["scenario"]])
+    assert wired["hydra"] == wired["vm"]
     assert wired["harness"] == {"pythonEnv": ["pytest", {"module": "mock-harness"}]}
     assert sorted(json.loads(wired["scripts"])) == sorted(NODES)
     assert wired["features"] == ["kvm", "nixos-test"]
+
+
+def test_no_vm_check_is_in_checks(tmp_path):
+    """`checks` is what every push and every deploy build (`nix flake check`, on runners
+    without KVM): nothing in it may boot a VM. The VM suite is `vmChecks` (nightly)."""
+    wired, _ = flake_outputs(tmp_path, """{
+      checks = builtins.mapAttrs (_: features) out.checks.x86_64-linux;
+      vmChecks = builtins.mapAttrs (_: features) out.vmChecks.x86_64-linux;
+    }""")
+    checks, vm_checks = wired["checks"], wired["vmChecks"]
+    assert set(checks) == {"deploy-schema", "nixos-generation-exporter", "main-deploy-profiles"}
+    assert not set(checks) & set(vm_checks), "a VM check is back in `checks`"
+    booting = {name for name, features in checks.items() if VM_FEATURES & set(features)}
+    assert not booting, f"checks that need a KVM builder: {sorted(booting)}"
+    # The rule can fail: every VM check carries the features it looks for.
+    assert {name for name, features in vm_checks.items() if VM_FEATURES <= set(features)} == set(vm_checks)
+
+
+def test_the_flake_evaluates_the_test_fleet_once(tmp_path):
+    """vm-test and the scenario checks share one evaluation of test/fleet (its nodes)."""
+    _, stderr = flake_outputs(tmp_path, """
+      builtins.seq out.vmChecks.x86_64-linux.vm-test.name
+        (builtins.attrNames (builtins.fromJSON out.vmChecks.x86_64-linux.scenario-switch.NDH_NODE_SCRIPTS))""")
+    assert stderr.count("ndh: the test fleet is evaluated") == 1, stderr
