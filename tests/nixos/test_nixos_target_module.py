@@ -1,36 +1,33 @@
 """test/fleet/nodes/target.nix and its variants, evaluated with nixpkgs' lib and the homelab
 modules (tests/flake/module-eval.nix plus target-eval-stub.nix): the variants are this node
 extended with one module each, they override what they mean to, and their closures (all but
-cache-pull's) are preloaded. Needs NIXPKGS_LIB, like tests/flake's module tests."""
+cache-pull's) are preloaded. Needs NIXPKGS_LIB and SOPS_NIX (every node gets sops-nix's real
+module, as test/vm-test.nix gives it), like tests/flake's module tests."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
-import pytest
 from nixos_testlib import REPO
-from support import require
+from support.upstream import nixpkgs_lib, sops_nix
 
 HERE = Path(__file__).resolve().parent
 
 
 # What nixpkgs' nixos/modules/config/nix.nix adds to every NixOS system (mkAfter).
 NIXPKGS_DEFAULT_CACHE = '{ lib, ... }: { nix.settings.substituters = lib.mkAfter [ "https://cache.nixos.org/" ]; }'
+# nixpkgs' nixos/modules/system/boot/grow-partition.nix declares it so (mkEnableOption).
+NIXPKGS_GROW_PARTITION = '{ lib, ... }: { options.boot.growPartition = lib.mkEnableOption "growing the root partition on boot"; }'
 
 
 def evaluate(select: str, node: str = "target.nix", extra: str = '{ networking.hostName = "target"; }'):
-    lib = os.environ.get("NIXPKGS_LIB")
-    if not lib:
-        pytest.skip("NIXPKGS_LIB is not set: point it at a nixpkgs lib directory to evaluate the NixOS modules")
-    require("nix-instantiate")
     p = lambda path: f"(/. + {json.dumps(str(path))})"  # noqa: E731
     expr = (
-        f"let lib = import {p(lib)}; "
+        f"let lib = import {p(nixpkgs_lib())}; sopsNix = {p(sops_nix())}; "
         f"stub = import {p(HERE / 'target-eval-stub.nix')} {{ inherit lib; fakeNixpkgs = {p(HERE / 'fake-nixpkgs')}; }}; "
-        f"r = import {p(REPO / 'tests' / 'flake' / 'module-eval.nix')} {{ inherit lib; "
-        f"modules = [ stub {p(REPO / 'test' / 'fleet' / 'nodes' / node)} {extra} ({NIXPKGS_DEFAULT_CACHE}) ]; }}; "
+        f"r = import {p(REPO / 'tests' / 'flake' / 'module-eval.nix')} {{ inherit lib sopsNix; "
+        f"modules = [ stub {p(REPO / 'test' / 'fleet' / 'nodes' / node)} {extra} ({NIXPKGS_DEFAULT_CACHE}) ({NIXPKGS_GROW_PARTITION}) ]; }}; "
         f"config = r.config; variants = config.homelabTest.variants or {{ }}; in {select}"
     )
     result = subprocess.run(
@@ -46,6 +43,8 @@ def test_the_target_node_is_a_deployable_uefi_host():
       inherit (r) failedAssertions;
       switch = config.system.switch.enable;
       inherit (config.virtualisation) useBootLoader useEFIBoot mountHostNixStore sharedDirectories diskSize;
+      rootAutoResize = config.virtualisation.fileSystems."/".autoResize;
+      growPartition = config.boot.growPartition;
       substituters = config.nix.settings.substituters;
       systemdBoot = config.boot.loader.systemd-boot.enable;
       deployUser = config.homelab.users.deploy.enable;
@@ -60,7 +59,10 @@ def test_the_target_node_is_a_deployable_uefi_host():
     assert facts["mountHostNixStore"] is False and facts["sharedDirectories"] == {}
     assert facts["deployUser"] and facts["cache"] == "http://cache:5000"
     assert facts["substituters"] == ["http://cache:5000"], "only the fleet cache, not cache.nixos.org"
+    # qemu-vm.nix puts a diskSize overlay on make-disk-image's tight image (useBootLoader): only
+    # growing the partition and the file system at boot makes the 8 GiB usable by /.
     assert facts["diskSize"] == 8192
+    assert facts["growPartition"] is True and facts["rootAutoResize"] is True
     assert facts["activationTimeout"] == 120
     assert facts["variant"] == "v1"
     assert facts["preloaded"] == len(facts["variants"]) - 1, "every variant but cache-pull is preloaded"
@@ -115,7 +117,9 @@ def test_the_secret_variants_use_the_fixed_test_host_key():
       nodeExporterOpen = config.homelab.services.monitoring.nodeExporter.openFirewall;
       secrets = builtins.mapAttrs (_: v: {
         inherit (v.config.sops) secrets validateSopsFiles;
+        enabled = v.config.homelab.secrets.enable;
         keys = v.config.sops.age.sshKeyPaths;
+        gnupgKeys = v.config.sops.gnupg.sshKeyPaths;
         file = v.config.sops.defaultSopsFile;
         user = v.config.users.users.ndh-secret-reader.isSystemUser;
         expected = v.config.environment.etc."ndh-secret-sha256".source;
@@ -129,11 +133,16 @@ def test_the_secret_variants_use_the_fixed_test_host_key():
     a, b = facts["secrets"]["secret-a"], facts["secrets"]["secret-b-failing"]
     for variant in (a, b):
         assert variant["failed"] == []
-        assert variant["keys"] == ["/etc/ssh/ssh_host_ed25519_key"]
+        assert variant["enabled"] is True, "declaring the secret turns homelab.secrets on"
+        assert variant["keys"] == ["/etc/ssh/ssh_host_ed25519_key"] and variant["gnupgKeys"] == []
         assert variant["validateSopsFiles"] is False
         assert variant["user"] is True
+        # sops-nix's own option values: its defaults, and the group looked up from the owner.
         assert variant["secrets"] == {"ndh-test-secret": {
-            "key": "ndh-test-secret", "owner": "ndh-secret-reader", "mode": "0440", "format": "binary", "restartUnits": []}}
+            "name": "ndh-test-secret", "key": "ndh-test-secret", "path": "/run/secrets/ndh-test-secret",
+            "owner": "ndh-secret-reader", "uid": 0, "group": "ndh-secret-reader", "gid": 0, "mode": "0440",
+            "format": "binary", "sopsFile": variant["file"], "sopsFileHash": "", "restartUnits": [],
+            "reloadUnits": [], "neededForUsers": False}}
     assert a["file"].endswith("-called-encrypted.nix-a/secret.sops")
     assert b["file"].endswith("-called-encrypted.nix-b/secret.sops")
     assert a["expected"].endswith("-a/plaintext.sha256") and b["expected"].endswith("-b/plaintext.sha256")

@@ -6,8 +6,8 @@
 # The variants the scenarios deploy (../variants) are this very node extended with one module
 # each (extendModules), exposed as `homelabTest.variants.<name>` for ../outputs.nix. Their
 # closures, except cache-pull's, are preloaded into this node's store: deploys then copy only
-# deploy-rs's small activation wrapper, and the root file system (sized to its contents by
-# nixpkgs' make-disk-image) never fills up.
+# deploy-rs's small activation wrapper and cache-pull's closure, into a root file system that is
+# grown to the disk's 8 GiB at boot (nixpkgs' make-disk-image sizes it to its contents).
 { config, lib, pkgs, extendModules, ... }:
 let
   # Facts the harness's scenarios read too (one source): ../facts.json.
@@ -46,15 +46,23 @@ in
       mountHostNixStore = false;
       sharedDirectories = lib.mkForce { };
       memorySize = 1536;
-      # Explicit: the default changed between releases (1024 MiB, then "auto" where supported).
-      # The overlay on nixpkgs' disk image; its root file system is sized to the preloaded
-      # closures by make-disk-image.
+      # With useBootLoader, qemu-vm.nix builds the disk with make-disk-image (diskSize "auto",
+      # additionalSpace "0M": the root partition ends where the preloaded closures end) and
+      # starts the VM on a qcow2 overlay of diskSize MiB over it: this size grows only the
+      # virtual disk. It must stay above the image's size (a smaller overlay cuts the disk),
+      # and the root partition and file system are grown into it at boot (below), so / really
+      # has about 8 GiB (less the 256 MiB ESP). Checked by evaluation only, not on a booted VM.
       diskSize = 8192;
+      # Here, not in `fileSystems`: qemu-vm.nix replaces that with this (mkVMOverride).
+      fileSystems."/".autoResize = true;
       additionalPaths = map (variant: variant.config.system.build.toplevel)
         (lib.attrValues (removeAttrs config.homelabTest.variants [ "cache-pull" ]));
     };
     boot.loader.systemd-boot.enable = true;
     boot.loader.efi.canTouchEfiVariables = true;
+    # Grows the root partition to the end of the disk (nixpkgs' growpart); autoResize above
+    # then grows the file system into it.
+    boot.growPartition = true;
 
     services.openssh.enable = true;
 
@@ -67,6 +75,8 @@ in
       sshOpts = facts.sshOptions;
       # A failed deploy leaves deploy-rs's `wait` ssh running this long (docs/deploy-rs-facts.md).
       activationTimeout = 120;
+      # The canary's directory; the deploy-user scenario names a canary in it.
+      tempPath = facts.deployTempPath;
     };
     homelab.nixCache = {
       enable = true;
