@@ -1,13 +1,17 @@
 """Prometheus on Production (homelab.services.monitoring.prometheus): the scrape targets are
 generated from the fleet (lib/scrape-targets.nix through lib/fleet-hosts.nix, as flake.nix
 wires them), every deployable host once, and the alert rules file is generation-alerts.nix
-rendered with the module's thresholds. Needs NIXPKGS_LIB, like test_flake_modules.py."""
+rendered with the module's thresholds; its durations are Prometheus' syntax, as the real promtool
+parses it. Needs NIXPKGS_LIB (and SOPS_NIX where whole hosts are evaluated), like
+test_flake_modules.py, and promtool for the agreement test."""
 from __future__ import annotations
 
 import json
 import subprocess
 
 import pytest
+from support.upstream import nixpkgs_lib
+from test_flake_alert_rules import promtool, render
 from test_flake_modules import HOMELAB, HOSTS, REPO, evaluate, evaluate_fleet, nix_path, run
 
 SCRAPE_TARGETS = nix_path(REPO / "lib" / "scrape-targets.nix")
@@ -103,11 +107,63 @@ def test_fleet_prometheus_refuses_missing_or_repeated_targets(targets, message):
     assert len(failed) == 1 and message in failed[0], failed
 
 
-def test_fleet_prometheus_rejects_a_duration_prometheus_would_not_parse():
-    result = run([HOMELAB, PROMETHEUS_HOST, TWO_TARGETS, '{ homelab.services.monitoring.prometheus.alerts.rebootPendingFor = "1 hour"; }'],
+# Prometheus' duration syntax (prometheus/common model.ParseDuration): [0-9]+ with a unit, the
+# units y w d h m s ms each at most once and largest first; "0" alone too.
+ACCEPTED = ["30s", "5m", "24h", "90d", "2w", "1y", "500ms", "1h30m", "1d12h", "1m500ms", "1y2w3d4h5m6s7ms", "0"]
+REJECTED = ["", "30m1h", "1.5h", "1h1h", "1 hour", "1H", "h", "-1h", "30", "1h 30m"]
+PROMETHEUS_MODULE = REPO / "modules" / "services" / "monitoring" / "prometheus.nix"
+
+
+def module_accepts(values: list[str]) -> dict[str, bool]:
+    """The duration option type's verdict on each value: the module's options alone (no NixOS
+    options are declared, so the check of undeclared definitions is off; config is not read)."""
+    option = "r.options.homelab.services.monitoring.prometheus.alerts.rebootPendingFor"
+    expr = (f"let lib = import {nix_path(nixpkgs_lib())}; r = lib.evalModules {{ modules = [ {nix_path(PROMETHEUS_MODULE)} {{ _module.check = false; }} ]; }}; "
+            f"in map {option}.type.check (builtins.fromJSON {json.dumps(json.dumps(values))})")
+    result = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return dict(zip(values, json.loads(result.stdout)))
+
+
+def test_fleet_prometheus_durations_follow_prometheus_syntax():
+    verdicts = module_accepts(ACCEPTED + REJECTED)
+    assert [v for v in ACCEPTED if not verdicts[v]] == [], "Prometheus accepts these"
+    assert [v for v in REJECTED if verdicts[v]] == [], "Prometheus rejects these"
+
+
+def test_fleet_prometheus_renders_a_compound_duration_into_the_rules():
+    facts = evaluate([HOMELAB, PROMETHEUS_HOST, TWO_TARGETS, """{ homelab.services.monitoring.prometheus = {
+        retentionTime = "1y2w"; alerts.rebootPendingFor = "1h30m"; alerts.testDeploymentFor = "1d12h"; }; }"""], """{
+      retention = config.services.prometheus.retentionTime;
+      rules = builtins.fromJSON (builtins.head config.services.prometheus.ruleFiles).text;
+    }""")
+    rules = {rule["alert"]: rule for rule in facts["rules"]["groups"][0]["rules"]}
+    assert rules["NixosRebootPending"]["for"] == "1h30m" and rules["NixosTestDeploymentActive"]["for"] == "1d12h"
+    assert facts["retention"] == "1y2w"
+
+
+@pytest.mark.parametrize("value", ["1 hour", "30m1h", "1.5h"])
+def test_fleet_prometheus_rejects_a_duration_prometheus_would_not_parse(value):
+    result = run([HOMELAB, PROMETHEUS_HOST, TWO_TARGETS, f'{{ homelab.services.monitoring.prometheus.alerts.rebootPendingFor = "{value}"; }}'],
                  "(builtins.head config.services.prometheus.ruleFiles).text")
     assert result.returncode != 0
-    assert "rebootPendingFor" in result.stderr
+    assert "rebootPendingFor" in result.stderr and "Prometheus duration" in result.stderr, result.stderr
+
+
+def test_fleet_prometheus_durations_agree_with_promtool(tmp_path):
+    """The real promtool (Debian's prometheus) on a rule file with each value as `for:`, rendered
+    by generation-alerts.nix without the module's type: it accepts exactly what the type does."""
+    verdicts = module_accepts(ACCEPTED + REJECTED)
+    promtool_verdicts = {}
+    for index, value in enumerate(ACCEPTED + REJECTED):
+        directory = render(tmp_path / str(index), f"rebootPendingFor = {json.dumps(value)};")
+        checked = promtool(directory, "check", "rules", "generation-alerts.rules.yml")
+        promtool_verdicts[value] = checked.returncode == 0
+        if not promtool_verdicts[value]:
+            assert "duration" in checked.stdout + checked.stderr, (value, checked.stdout + checked.stderr)
+    assert promtool_verdicts == verdicts
+    assert {v for v, ok in promtool_verdicts.items() if ok} == set(ACCEPTED), "promtool saw what the examples claim"
 
 
 def test_fleet_prometheus_is_off_unless_enabled():

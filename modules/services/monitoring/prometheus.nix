@@ -10,7 +10,17 @@ let
   inherit (lib) mkOption mkEnableOption types;
   cfg = config.homelab.services.monitoring.prometheus;
 
-  duration = types.strMatching "[0-9]+(ms|s|m|h|d|w|y)";
+  # Prometheus' duration (prometheus/common model.ParseDuration): whole numbers with units,
+  # each unit at most once and largest first (1h30m, 1d12h, 500ms; not 30m1h or 1.5h), or "0".
+  durationPattern = lib.concatMapStrings (unit: "([0-9]+${unit})?") [ "y" "w" "d" "h" "m" "s" "ms" ];
+  duration = lib.mkOptionType {
+    name = "prometheusDuration";
+    description = "Prometheus duration (e.g. 30s, 1h30m, 1d12h, 500ms)";
+    descriptionClass = "noun";
+    check = value: builtins.isString value
+      && (value == "0" || (value != "" && builtins.match durationPattern value != null));
+    merge = lib.mergeEqualOption;
+  };
 
   rules = import ./generation-alerts.nix {
     inherit (cfg.alerts) rebootPendingFor testDeploymentFor configMaxAgeDays;
