@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import state_dirs, together
+from . import checkpoints, state_dirs, together
 from .images import micro
 from .specs import FleetSpec, Image, NodeSpec
 from .vm import Machine, MachineError, QMPError, VdeSwitch, start_all
@@ -197,6 +197,11 @@ class Fleet:
                 for path in machine.state_dir.glob(pattern):
                     path.unlink()
         start_all(*machines)
+
+    def checkpoint(self, name: str, setup):
+        """The value of checkpoint `name`: `setup(directory)` runs on the first use, later
+        uses restore the fleet's snapshot of its state (harness/checkpoints.py)."""
+        return checkpoints.reach(self, name, setup)
 
     def note(self, text: str) -> None:
         for machine in self.machines.values():
