@@ -16,8 +16,14 @@ seq_100k_bare_s    succeed("seq 1 100000"): 100,000 short lines (median of 3, ea
                    restored guest); target: at most 1.5 x seq_100k_pipe_s, no machine lost
 seq_100k_pipe_s    the same through `| cat` in the command itself (median of 3, as above)
 xdist_speedup      harness/bench_suite (16 VM tests, two fleets) wall time with -n 1 divided by -n 2
+console_floor_true_ms, console_floor_subshell_ms: the same two commands over the bare console,
+                   no engine (harness/bench_console.py); targets: succeed_true_median_ms and
+                   succeed_subshell_median_ms at most 1.5 x these
 fleet4_restore_s, uefi_fleet_cold_boot_s, uefi_fleet_restore_s, kept_fleet_first_test_s:
                    fleets of micro nodes (harness/bench_fleets.py)
+fleet2_restore_s, checkpoint_setup_s, checkpoint_reuse_s: checkpoints on a 2-node fleet
+                   (harness/bench_checkpoints.py); target: checkpoint_reuse_s at most
+                   1.5 x fleet2_restore_s
 Progress goes to stderr; only the JSON goes to stdout.
 """
 from __future__ import annotations
@@ -33,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import bench_fleets, state_dirs
+from . import bench_checkpoints, bench_console, bench_fleets, state_dirs
 from .accel import resolve
 from .images import micro
 from .vm import Machine, disk_aio, process
@@ -176,6 +182,8 @@ def main() -> int:
         result["succeed_true_p95_ms"] = round(statistics.quantiles(fast, n=20)[18], 2)
         slow = command_latencies(machine, "true; true")
         result["succeed_subshell_median_ms"] = round(statistics.median(slow), 2)
+        log("the bare console's floor: the same commands, no engine")
+        result.update(bench_console.console_floor(image, choice.name, workdir))
 
         log("10 MB of output")
         started = time.monotonic()
@@ -203,6 +211,9 @@ def main() -> int:
         fleet_samples = fleets.pop("fleet_samples")
         result.update(fleets)
         result["kept_fleet_first_test_s"] = bench_fleets.kept_fleet_first_test(choice.name, workdir, log)
+        checkpoint = bench_checkpoints.checkpoint_figures(choice.name, workdir, log)
+        fleet_samples.update(checkpoint.pop("checkpoint_samples"))
+        result.update(checkpoint)
 
         speedup, one, two = xdist_speedup()
         result["xdist_speedup"] = round(speedup, 2)
