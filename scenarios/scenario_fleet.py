@@ -81,13 +81,17 @@ class Homelab:
     # -- readiness -----------------------------------------------------------------------
 
     def ready(self) -> None:
-        """Wait until the fleet can deploy: fleet flake locked, sshd up, cache listening."""
-        self.deployer.wait_for_unit("ndh-fleet.service", timeout=self.seconds(600))
-        for node in TARGETS:
-            self.fleet[node].wait_for_unit("multi-user.target", timeout=self.seconds(600))
-            self.fleet[node].wait_for_unit("sshd.service", timeout=self.seconds(120))
-        # Newer nixpkgs socket-activates Harmonia: wait for the port (docs/nix-cache-facts.md).
-        self.cache.wait_for_open_port(5000, timeout=self.seconds(300))
+        """Wait until the fleet can deploy: fleet flake locked, sshd up, cache listening. A
+        checkpoint: the first scenario of a run waits, the others restore the ready fleet."""
+        def wait(directory) -> None:
+            self.deployer.wait_for_unit("ndh-fleet.service", timeout=self.seconds(600))
+            for node in TARGETS:
+                self.fleet[node].wait_for_unit("multi-user.target", timeout=self.seconds(600))
+                self.fleet[node].wait_for_unit("sshd.service", timeout=self.seconds(120))
+            # Newer nixpkgs socket-activates Harmonia: wait for the port (docs/nix-cache-facts.md).
+            self.cache.wait_for_open_port(5000, timeout=self.seconds(300))
+
+        self.fleet.checkpoint("ready", wait)
 
     # -- deploying -----------------------------------------------------------------------
 
@@ -137,20 +141,30 @@ class Homelab:
 
     def baseline(self, *nodes: str) -> nixos.SystemState:
         """The first deploy of every scenario: v1 (the booted system) through deploy-rs, so
-        later rollbacks have a deploy-rs generation to go back to. Returns the first node's
-        state after it."""
+        later rollbacks have a deploy-rs generation to go back to. A checkpoint per set of
+        nodes (`baseline-target`, `baseline-target-target2`): the first scenario that needs it
+        deploys, later ones restore the fleet as that deploy left it. Returns the first node's
+        state, read from the machine either way."""
         nodes = nodes or ("target",)
-        self.ready()
-        before = {node: self.state(node) for node in nodes}
-        self.deploy_ok([f"{node}-v1" for node in nodes])
+
+        def deploy_v1(directory) -> dict:
+            self.ready()
+            before = {node: self.state(node) for node in nodes}
+            self.deploy_ok([f"{node}-v1" for node in nodes])
+            for node in nodes:
+                state = self.state(node)
+                # A test VM may have no system profile before the first `nix-env --set`
+                # (docs/nixos-facts.md).
+                expected = max(before[node].newest_generation, 0) + 1
+                assert state.newest_generation == expected, (
+                    f"{node}: the baseline deploy did not add a generation: {state}"
+                )
+            return {node: self.state(node).newest_generation for node in nodes}
+
+        generations = self.fleet.checkpoint("baseline-" + "-".join(nodes), deploy_v1)
         states = {node: self.state(node) for node in nodes}
         for node in nodes:
-            # A test VM may have no system profile before the first `nix-env --set`
-            # (docs/nixos-facts.md).
-            expected = max(before[node].newest_generation, 0) + 1
-            assert states[node].newest_generation == expected, (
-                f"{node}: the baseline deploy did not add a generation: {states[node]}"
-            )
+            assert states[node].newest_generation == generations[node], (node, states[node])
             assert states[node].current_generation == states[node].newest_generation
             assert self.variant(node) == "v1"
         return states[nodes[0]]
