@@ -12,7 +12,7 @@ import subprocess
 import pytest
 from support.upstream import nixpkgs_lib
 from test_flake_alert_rules import promtool, render
-from test_flake_modules import HOMELAB, HOSTS, REPO, evaluate, evaluate_fleet, nix_path, run
+from flake_modules_lib import HOMELAB, HOSTS, REPO, evaluate, evaluate_fleet, nix_path, run
 
 SCRAPE_TARGETS = nix_path(REPO / "lib" / "scrape-targets.nix")
 RULES = REPO / "modules" / "services" / "monitoring" / "generation-alerts.nix"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from test_flake_modules import HOMELAB, HOSTS, REPO, evaluate, evaluate_fleet, host, nix_path, run
+from flake_modules_lib import HOMELAB, HOSTS, REPO, evaluate, evaluate_fleet, host, nix_path, run
 
 # NixOS always declares root (group root); the stub declares no user of its own.
 SECRETS_HOST = ('{ networking.hostName = "Box"; users.users.root = { group = "root"; }; '

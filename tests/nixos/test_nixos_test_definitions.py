@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from nixos_testlib import REPO
 from support import require
 from support.upstream import nixpkgs_lib
