@@ -30,7 +30,8 @@ class ShellMachine(Protocol):
 
 class GuestShell:
     """A machine that runs shell commands. Commands run as the driver runs them: in bash with
-    `set -euo pipefail`, stdin from /dev/null, stdout returned, stderr kept for evidence."""
+    `set -euo pipefail`, stdin from /dev/null, stdout returned, stderr kept for evidence.
+    testinfra's commands (`execute_sh`) run as testinfra runs them instead."""
 
     name: str
 
@@ -38,6 +39,14 @@ class GuestShell:
         """Run `command`; return (exit status, stdout bytes). Raises CommandTimeout (an
         engine error naming the machine) when `timeout` seconds pass."""
         raise NotImplementedError
+
+    def execute_sh(self, command: str, timeout: float | None = DEFAULT_TIMEOUT) -> tuple[int, bytes, bytes]:
+        """Run `command` as testinfra's own backends run theirs: in a `/bin/sh -c` of its own,
+        without the driver's `set -euo pipefail`; return (exit status, stdout, stderr bytes).
+        A Machine gets all three exact in one round trip; this fallback for other shells
+        gets stderr only as `last_stderr` keeps it."""
+        status, stdout = self.execute_bytes(f"exec /bin/sh -c {shlex.quote(command)}", timeout)
+        return status, stdout, self.last_stderr().encode("utf-8", "surrogateescape")
 
     def last_stderr(self) -> str:
         """The stderr of the last command run (evidence for a failure); "" if unknown."""

@@ -282,17 +282,25 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, CommandFailures, Guest
     # -- commands ------------------------------------------------------------------------
 
     def execute_bytes(self, command: str, timeout: float | None = DEFAULT_TIMEOUT) -> tuple[int, bytes]:
+        return self._round_trip(Backdoor.run, command, timeout)
+
+    def execute_sh(self, command: str, timeout: float | None = DEFAULT_TIMEOUT) -> tuple[int, bytes, bytes]:
+        return self._round_trip(Backdoor.run_sh, command, timeout)
+
+    def _round_trip(self, run, command: str, timeout: float | None):
+        """`run(backdoor, command, timeout)`, its failures as machine errors, noted in the
+        transcript; the command's stderr stays in the guest for `last_stderr`."""
         self._require_up()
         backdoor = self._backdoor
         assert backdoor is not None
         started = time.monotonic()
         try:
-            status, output = backdoor.run(command, timeout)
+            result = run(backdoor, command, timeout)
         except (BackdoorTimeout, BackdoorEOF, BackdoorRebooted, BackdoorShellExited) as exc:
             raise self._command_failure(backdoor, command, timeout, exc, time.monotonic() - started) from exc
         self._stderr_of = command
-        self._transcript.command(command, status, output, time.monotonic() - started)
-        return status, output
+        self._transcript.command(command, result[0], result[1], time.monotonic() - started)
+        return result
 
     def last_stderr(self) -> str:
         """The end of the last command's stderr, read from the guest (one round trip)."""

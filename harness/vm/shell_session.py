@@ -22,6 +22,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Iterable, TextIO
 
+from .backdoor import BackdoorShellExited
 from .errors import MachineError
 
 if TYPE_CHECKING:
@@ -123,7 +124,8 @@ class BackdoorShell:
         try:
             status, output = self._execute_waiting(wrap(line, self.cwd))
         except MachineError as exc:
-            if self.machine.booted:  # the guest rebooted under the command: usable again
+            # The guest rebooted under the command: usable again. A shell that ended is not.
+            if self.machine.booted and not isinstance(exc.__cause__, BackdoorShellExited):
                 self._say(str(exc))
                 self.cwd = self.machine.succeed("pwd").strip() or "/"
                 return 1
