@@ -10,7 +10,7 @@ from typing import Callable, Iterator
 
 from . import checkpoints, state_dirs, together
 from .images import micro
-from .specs import FleetSpec, Image, NodeSpec
+from .specs import FleetSpec, Image, NodeSpec, check_node_names
 from .vm import Machine, MachineError, QMPError, VdeSwitch, start_all
 
 __all__ = ["PRISTINE", "Fleet", "FleetSpec", "Image", "NodeSpec"]
@@ -50,6 +50,9 @@ class Fleet:
         time_scale: float = 1.0,
         progress: Callable[[str], None] = lambda _: None,
     ) -> None:
+        # Checked again here (a spec's node mapping can change after it was declared): a node's
+        # name is a directory under the fleet's, never a path out of it.
+        check_node_names(spec.name, list(spec.nodes))
         self.spec = spec
         self.image: Image = spec.image or micro.MICRO
         self.accel = accel

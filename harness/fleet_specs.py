@@ -93,4 +93,7 @@ def _from_json(path: Path) -> FleetSpec:
             )
         except (TypeError, ValueError) as exc:
             raise SpecError(f"spec file {path}: node {name}: {exc}") from exc
-    return FleetSpec(str(data.get("name", path.stem)), nodes)
+    try:
+        return FleetSpec(str(data.get("name", path.stem)), nodes)
+    except ValueError as exc:  # a fleet or node name that breaks the naming rules
+        raise SpecError(f"spec file {path}: {exc}") from None

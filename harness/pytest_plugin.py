@@ -102,7 +102,11 @@ def _interrupt(number: int, _frame) -> None:
 def pytest_sessionstart(session: pytest.Session) -> None:
     if hasattr(session.config, "workerinput"):
         return  # the controller collects for the whole run
-    removed = state_dirs.collect()
+    try:
+        removed = state_dirs.collect()
+    except state_dirs.UntrustedDirectory as refused:  # every fleet of the run will say so too
+        say(session.config, f"{refused} (no fleet can boot until then)")
+        return
     if removed:
         say(session.config, f"removed {len(removed)} state director{'y' if len(removed) == 1 else 'ies'} "
             f"of dead runs: {', '.join(map(str, removed))}")
@@ -337,10 +341,13 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     # From the state files: under xdist the workers kept the fleets, not this process.
     run_id = os.environ.get(_RUN_ID_ENV)
     try:
-        kept = [r for r in keep.all_fleets() if run_id and r.run_id == run_id]
+        records, skipped = keep.survey()
     except keep.FleetStateError as refused:  # a fleets root that is not the user's
         terminalreporter.write_line(f"[vm] --keep-vms: {refused}")
         return
+    for refused in skipped:  # a directory there that fails the trust rule: not ours to list
+        terminalreporter.write_line(f"[vm] --keep-vms: skipped: {refused}")
+    kept = [r for r in records if run_id and r.run_id == run_id]
     if not kept:
         terminalreporter.write_line("[vm] --keep-vms: no fleet was booted, none is kept")
     for record in kept:

@@ -3,9 +3,46 @@ where their start scripts come from (the Image protocol). The lowest layer: impo
 the harness; images implement Image, the fleet boots a FleetSpec."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Protocol, Sequence
+
+# A fleet's name names its directories (`ndh-<name>-XXXX` in the state root, `<name>` among
+# kept fleets), its xdist group and `deploy-harness --fleet NAME`.
+FLEET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
+FLEET_NAME_RULE = "letters, digits, '_', '.', '-', at most 40 characters, starting with a letter or digit"
+# A node's name is its host name (the NixOS test framework sets networking.hostName to it, and
+# NixOS accepts a DNS label, or underscores too: nixpkgs nixos/modules/tasks/network-interfaces.nix)
+# and the name of its directory in the fleet's state.
+NODE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?")
+NODE_NAME_RULE = (
+    "a host name as NixOS accepts it: letters, digits, '-' and '_', at most 63 characters, "
+    "starting and ending with a letter or digit"
+)
+
+
+def check_fleet_name(name: object) -> str:
+    """`name` if it is usable as a fleet name; else ValueError naming the rule."""
+    if not isinstance(name, str) or not FLEET_NAME.fullmatch(name):
+        raise ValueError(f"fleet name {name!r} is not usable: {FLEET_NAME_RULE}")
+    return name
+
+
+def check_node_names(fleet: str, names: Sequence[object]) -> None:
+    """ValueError naming the rule unless every node name is a host name NixOS accepts, and no
+    two differ only in case (host names do not)."""
+    for name in names:
+        if not isinstance(name, str) or not NODE_NAME.fullmatch(name):
+            raise ValueError(
+                f"fleet {fleet}: node name {name!r} is not usable: it becomes the node's host name "
+                f"and the name of its state directory, so it must be {NODE_NAME_RULE}"
+            )
+    seen: dict[str, str] = {}
+    for name in sorted(names):  # type: ignore[type-var]  # all str by now
+        other = seen.setdefault(name.lower(), name)
+        if other != name:
+            raise ValueError(f"fleet {fleet}: node names {other!r} and {name!r} differ only in case: as host names they are one")
 
 
 @dataclass(frozen=True)
@@ -47,6 +84,12 @@ class FleetSpec:
     name: str
     nodes: Mapping[str, NodeSpec] = field(hash=False)
     image: Optional[Image] = None  # None: the micro image
+
+    def __post_init__(self) -> None:
+        """Names are checked where they are declared: a node called `../x` would put its disk
+        and sockets outside the fleet's directory, one with a space breaks QEMU's options."""
+        check_fleet_name(self.name)
+        check_node_names(self.name, list(self.nodes))
 
     def __hash__(self) -> int:
         return hash((self.name, self.image, tuple(sorted(self.nodes.items()))))

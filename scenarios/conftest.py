@@ -8,15 +8,24 @@ builds, probes and downloads nothing (docs/nixos-facts.md, "Accelerators"):
   micro only    the NixOS scenarios (marker `nixos`) skip with the exact reason: no nix; a nix
                 older than 2.18 (checked first); nix cannot build the nodes (nix's own first error lines: offline, no `kvm` system
                 feature, ...); or no working KVM and --vm-accel=tcg not given. The micro-image
-                pre-flight (test_preflight.py) runs in every tier.
+                pre-flight (test_preflight.py) runs in every tier, wherever a micro image can
+                be had: $NDH_MICRO_IMAGE, the Debian recipe, else one already in the cache or
+                the flake's, built by nix (harness/images/micro_sources.py).
+
+The exit status is something a CI job can rely on: a run in which no scenario ran (every
+selected one skipped, or none selected) says so in its last line and exits 5, unless that is
+what was asked for: a selection with -m or -k, or --allow-no-scenarios. With --require-nixos, a
+run in which no NixOS scenario ran exits 5 too (for a runner with Nix and KVM, as the nightly's).
 """
 from __future__ import annotations
 
+import os
+from collections import Counter
 from dataclasses import dataclass
 
 import pytest
 
-from harness.images import micro
+from harness.images import micro, micro_sources
 from harness.images import nixos as nixos_image
 from harness.pytest_plugin import accel_choice, say, set_time_scale
 from scenario_fleet import NIXOS_FLEET, NIXOS_IMAGE, Homelab
@@ -36,9 +45,27 @@ class Tier:
 
 _TIER_KEY = pytest.StashKey[Tier]()
 _MICRO_KEY = pytest.StashKey["str | None"]()
+# The exit status of a run that proved nothing (pytest's own for "no tests ran").
+NOTHING_RAN = pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("scenarios", "the deploy scenarios (scenarios/conftest.py)")
+    group.addoption(
+        "--allow-no-scenarios", action="store_true",
+        help="exit 0 even if no scenario ran (all skipped, none selected); without it such a run "
+        "exits 5, unless -m or -k selected the scenarios",
+    )
+    group.addoption(
+        "--require-nixos", action="store_true",
+        help="exit 5 unless NixOS deploy scenarios ran (not only the micro pre-flight): for a "
+        "runner that has Nix and KVM, where a skipped NixOS tier is a failure",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if not config.getoption("collectonly") and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(Verdict(config), "scenarios-verdict")
     config.addinivalue_line(
         "markers",
         "nixos: needs the NixOS nodes of test/vm-test.nix, built by nix, and KVM (or "
@@ -111,10 +138,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def micro_image_missing(config: pytest.Config) -> str | None:
-    """Why the pre-flight's micro image cannot be had here (neither $NDH_MICRO_IMAGE nor the
-    Debian recipe), or None once it is ready. Tried once per process."""
+    """Why the pre-flight's micro image cannot be had here, or None once it is ready. Tried once
+    per process: $NDH_MICRO_IMAGE or the Debian recipe, else the cache or nix
+    (micro_sources), whose image is then named in $NDH_MICRO_IMAGE for every fleet."""
     if _MICRO_KEY not in config.stash:
-        config.stash[_MICRO_KEY] = micro.missing_reason(_progress(config))
+        progress = _progress(config)
+        missing = micro.missing_reason(progress)
+        if missing is not None and not os.environ.get(micro.PREBUILT_ENV):
+            found = micro_sources.find(progress)
+            if found.directory is None:
+                missing = f"{missing}; and {found.how}"
+            else:
+                progress(f"micro image: {found.how} ({missing.splitlines()[0]})")
+                os.environ[micro.PREBUILT_ENV] = str(found.directory)
+                missing = micro.missing_reason(progress)
+        config.stash[_MICRO_KEY] = missing
     return config.stash[_MICRO_KEY]
 
 
@@ -135,3 +173,76 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def homelab(request: pytest.FixtureRequest, fleet) -> Homelab:
     """The NixOS fleet in its pristine state (restored from its snapshot), ready to deploy."""
     return Homelab(fleet, slow=decide_tier(request.config).slow)
+
+
+# -- the run's verdict: did any scenario run? ------------------------------------------------------
+
+
+class Verdict:
+    """Counts what ran (a test ran if its call phase did: passed, failed, xfailed; a skip did
+    not) and, when the run proved less than asked, says so in its last line and sets its exit
+    status. Registered by pytest_configure; under xdist the controller judges from the reports."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.ran = 0
+        self.ran_nixos = 0
+        self.skipped: Counter[str] = Counter()  # reason -> how many
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        skip = report.skipped and not hasattr(report, "wasxfail")
+        if report.when == "call" and not skip:
+            self.ran += 1
+            self.ran_nixos += "nixos" in report.keywords
+        elif skip:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            self.skipped[reason.removeprefix("Skipped: ").splitlines()[0]] += 1
+
+    def shortfall(self) -> str | None:
+        """What the run did not do that it should have, or None."""
+        require = self.config.getoption("--require-nixos")
+        if self.ran and (self.ran_nixos or not require):
+            return None
+        skipped = sum(self.skipped.values())
+        return ("no scenario ran" if not self.ran else "no NixOS scenario ran") + (
+            f" ({skipped} skipped, for the reasons above)" if skipped else " (none was selected)")
+
+    def accepted_by(self) -> list[str]:
+        """The options by which the user accepted a run in which no scenario ran."""
+        if self.config.getoption("--require-nixos"):
+            return []
+        given = (("-m", self.config.option.markexpr), ("-k", self.config.option.keyword),
+                 ("--allow-no-scenarios", self.config.getoption("--allow-no-scenarios")))
+        return [name for name, value in given if value]
+
+    def last_line(self, shortfall: str, accepted: list[str], status: int) -> str:
+        if accepted and status == NOTHING_RAN:
+            return f"{shortfall}; exit status {status}, pytest's own when nothing is selected"
+        if accepted:
+            return f"{shortfall}; exit status {status}, as {' and '.join(accepted)} asked"
+        if self.config.getoption("--require-nixos"):
+            return f"{shortfall}; exit status {status}: --require-nixos asks for NixOS scenarios"
+        return (f"{shortfall}; exit status {status}: a run that tests nothing fails (select scenarios "
+                "with -m or -k, or pass --allow-no-scenarios, to accept one)")
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int):
+        """The outermost wrapper: the exit status is set before pytest's summary, the line is
+        printed after it, so it is the run's last line. A failed or interrupted run keeps its
+        own status and says nothing more."""
+        shortfall = None
+        if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+            shortfall = self.shortfall()
+        accepted = self.accepted_by()
+        if shortfall is not None and not accepted:
+            session.exitstatus = NOTHING_RAN
+        elif shortfall is not None and "--allow-no-scenarios" in accepted:
+            session.exitstatus = pytest.ExitCode.OK
+        result = yield
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if shortfall is not None and reporter is not None:
+            for reason, count in self.skipped.most_common():
+                reporter.write_line(f"[scenarios] {count} skipped: {reason}")
+            line = self.last_line(shortfall, accepted, int(session.exitstatus))
+            reporter.write_line(line, red=not accepted, yellow=bool(accepted), bold=True)
+        return result

@@ -91,7 +91,9 @@ let
         cd repo
         # The harness's state, runtime and cache directories: the sandbox's HOME is not writable.
         export HOME="$TMPDIR/home" NDH_STATE_DIR="$TMPDIR/state" NDH_FLEETS_DIR="$TMPDIR/fleets" NDH_CACHE_DIR="$TMPDIR/cache"
-        mkdir -p "$HOME" "$NDH_STATE_DIR" "$NDH_FLEETS_DIR" "$NDH_CACHE_DIR" results
+        # Private, as the harness requires of its state and fleets roots (the sandbox's umask is 022).
+        mkdir -p "$HOME" "$NDH_CACHE_DIR" results
+        mkdir -p -m 0700 "$NDH_STATE_DIR" "$NDH_FLEETS_DIR"
 
         status=0
         ${command file} || status=$?

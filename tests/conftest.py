@@ -1,12 +1,17 @@
 """The self-tests leave nothing behind. After the whole run (the xdist controller, once every
 worker has ended), no `ndh-*` directory may remain, in /tmp or in the harness's state root, that
 this run made: a scratch directory with the run's token in its name, or a state directory of the
-harness whose owner (owner.json) has gone. A leftover fails the run and is named."""
+harness whose owner (owner.json) has gone. A leftover fails the run and is named.
+
+What a killed run could not remove, a later one does: at its start, every scratch directory of a
+run whose owner is gone (the token names it, support/scratch.py) is removed, in one line (the
+harness's plugin does the same for state directories). And a child pytest a test starts through
+pytester is leashed (support/leash.py): SIGTERM when its parent dies, ended when its test ends,
+so an interrupted run leaves no child booting VMs."""
 from __future__ import annotations
 
 import json
 import os
-import secrets
 from pathlib import Path
 
 import pytest
@@ -14,9 +19,10 @@ import pytest
 from harness import state_dirs
 from harness.images.cachedir import cache_root
 from harness.vm.adopted import is_running
-from support.scratch import RUN_TOKEN_ENV, run_token
+from support.leash import Leash
+from support.scratch import RUN_TOKEN_ENV, collect_abandoned, new_run_token, run_token, scratch_root
 
-ROOTS = (Path("/tmp"), Path(state_dirs.state_root()))
+ROOTS = (scratch_root(), Path(state_dirs.state_root()))
 # Read before pytester points HOME at a temporary directory.
 CACHE = cache_root()
 _BEFORE = pytest.StashKey[set]()
@@ -24,7 +30,7 @@ _BEFORE = pytest.StashKey[set]()
 
 def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # workers inherit the controller's token
-        os.environ[RUN_TOKEN_ENV] = secrets.token_hex(3)
+        os.environ[RUN_TOKEN_ENV] = new_run_token()
 
 
 def _left_by_this_run(path: Path) -> bool:
@@ -43,6 +49,14 @@ def _ndh_dirs() -> set[Path]:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):
+        removed = collect_abandoned()
+        if removed:
+            reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+            line = (f"removed {len(removed)} scratch director{'y' if len(removed) == 1 else 'ies'} "
+                    f"of dead self-test runs: {', '.join(map(str, removed))}")
+            if reporter is not None:
+                reporter.write_line(line)
     session.config.stash[_BEFORE] = _ndh_dirs()
 
 
@@ -60,6 +74,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture
 def pytester(pytester, monkeypatch):
     """pytester with the user's cache (the micro image, the KVM verdict): its temporary HOME
-    would make every child run build the micro image again."""
+    would make every child run build the micro image again. Its child processes are leashed:
+    one still running when the test ends (an interrupted run) is ended, and a failure."""
     monkeypatch.setenv("NDH_CACHE_DIR", str(CACHE))
-    return pytester
+    leash = Leash(pytester.popen)
+    monkeypatch.setattr(pytester, "popen", leash.popen)
+    yield pytester
+    ended = leash.end_all()
+    assert not ended, f"child runs still running when the test ended, now ended: {ended}"

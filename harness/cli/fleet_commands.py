@@ -6,7 +6,6 @@ import dataclasses
 import os
 import sys
 import time
-from pathlib import Path
 
 import psutil
 
@@ -15,6 +14,7 @@ from .. import fleet_specs, keep, state_dirs
 from ..boot_progress import BootProgress
 from ..fleet import PRISTINE, Fleet
 from ..vm import MachineError, console, disk_aio
+from . import node_logs
 from .errors import EXIT_ERROR, CliError
 
 
@@ -71,7 +71,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    records = [keep.find(args.fleet)] if args.fleet else keep.all_fleets()
+    records, refused = ([keep.find(args.fleet)], []) if args.fleet else keep.survey()
+    _report_skipped(refused)
     if not records:
         print(f"no fleet is running (none in {keep.fleets_root()}); start one with `deploy-harness up`")
         return EXIT_ERROR
@@ -103,10 +104,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     record = keep.find(args.fleet)  # stale fleets too: their logs say what happened
-    node = record.node(args.node)
-    path = Path(node.state_dir) / ("transcript.log" if args.transcript else "serial.log")
-    if not path.exists():
-        raise CliError(f"node {args.node} of fleet {record.name} has no log at {path}")
+    path = node_logs.log_path(record, args.node, args.transcript)
     out = sys.stdout.buffer
     if args.lines is not None:
         out.write(console.tail(path, args.lines, max_bytes=max(64 * 1024, args.lines * 400)).encode() + b"\n")
@@ -130,29 +128,52 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    """Nothing to stop is no error, with or without --all: exit 0 and say so in one line."""
+    """Nothing to stop is no error, with or without --all: exit 0 and say so in one line. With
+    --all, a directory that fails the trust rule (or a fleet that cannot be stopped) is skipped
+    and reported, the others are stopped all the same, and the exit status is 1."""
+    refused: list[keep.FleetStateError] = []
     if args.all:
-        _collect_dead_runs()
+        refused += _collect_dead_runs()
     try:
-        records = keep.all_fleets() if args.all else [keep.find(args.fleet)]
+        records, skipped = keep.survey() if args.all else ([keep.find(args.fleet)], [])
     except keep.NoFleet as missing:
         print(f"nothing to stop: {missing.what}")
         return 0
-    if not records:  # --all
+    refused += skipped
+    if not records and not refused:  # --all
         print(f"nothing to stop: no fleet in {keep.fleets_root()}")
         return 0
     for record in records:
-        ended = keep.stop_fleet(record.directory)
+        try:
+            ended = keep.stop_fleet(record.directory)
+        except keep.FleetStateError as failure:
+            if not args.all:
+                raise
+            refused.append(failure)
+            continue
         pids = f" (ended pids {', '.join(map(str, ended))})" if ended else " (no process was left)"
         print(f"fleet {record.name} is down; removed {record.directory}{pids}")
-    return 0
+    _report_skipped(refused)
+    return EXIT_ERROR if refused else 0
 
 
-def _collect_dead_runs() -> None:
-    removed = state_dirs.collect()
+def _report_skipped(refused: list) -> None:
+    """One line on stderr per directory a command skipped, with the refusal (why, what to do)."""
+    for refusal in refused:
+        print(f"deploy-harness: skipped: {refusal}", file=sys.stderr)
+
+
+def _collect_dead_runs() -> list[keep.FleetStateError]:
+    """Remove the state directories of dead runs; a state root that fails the trust rule is
+    left alone and returned as a refusal."""
+    try:
+        removed = state_dirs.collect()
+    except state_dirs.UntrustedDirectory as refusal:
+        return [keep.FleetStateError(str(refusal))]
     if removed:
         print(f"removed {len(removed)} state director{'y' if len(removed) == 1 else 'ies'} of dead runs: "
               + ", ".join(map(str, removed)))
+    return []
 
 
 def _cmdline(pid: int) -> list[str]:

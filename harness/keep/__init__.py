@@ -10,12 +10,13 @@ from .attach import KeptFleet, attached, how_to_attach
 from .claims import claim, claim_free
 from .errors import FleetStateError, NoFleet, NodeBusy
 from .paths import check_name, dir_name_for, env_prefix, fleets_root
-from .records import FleetRecord, all_fleets, find
-from .reuse import ReusedFleet, matching
+from .records import FleetRecord, all_fleets, find, survey
+from .reuse import ReusedFleet, differences, matching, why_not_matching
 from .stop import leftover_processes, stop_fleet
 
 __all__ = [
     "FleetRecord", "FleetStateError", "KeptFleet", "NoFleet", "NodeBusy", "ReusedFleet",
-    "all_fleets", "attached", "check_name", "claim", "claim_free", "dir_name_for", "env_prefix",
-    "find", "fleets_root", "how_to_attach", "leftover_processes", "matching", "stop_fleet",
+    "all_fleets", "attached", "check_name", "claim", "claim_free", "differences", "dir_name_for",
+    "env_prefix", "find", "fleets_root", "how_to_attach", "leftover_processes", "matching",
+    "stop_fleet", "survey", "why_not_matching",
 ]

@@ -8,12 +8,11 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import stat
 from pathlib import Path
 
+from ..private_dirs import UntrustedDirectory, require_private
+from ..specs import check_fleet_name
 from .errors import FleetStateError
-
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
 
 
 def fleets_root() -> Path:
@@ -27,25 +26,17 @@ def fleets_root() -> Path:
 
 
 def check_private(path: Path, what: str) -> Path:
-    """`path`, if it is a directory of this user that nobody else can enter: one made by someone
-    else (say /tmp/ndh-<uid>, made before us) could hold forged fleets, pids and symlinks."""
-    info = path.lstat()
-    mode = stat.filemode(info.st_mode)
-    problem = (
-        "it is a symbolic link" if stat.S_ISLNK(info.st_mode)
-        else "it is not a directory" if not stat.S_ISDIR(info.st_mode)
-        else f"it belongs to uid {info.st_uid}, not to you (uid {os.getuid()})" if info.st_uid != os.getuid()
-        else f"its mode is {mode}, so others can enter it" if info.st_mode & 0o077
-        else None
+    """`path`, if it passes the harness's one trust rule (harness/private_dirs.py: a directory of
+    this user that nobody else can enter), as this layer's error otherwise. Raises
+    FileNotFoundError if there is nothing at `path`."""
+    otherwise = (
+        "set NDH_FLEETS_DIR to a private directory of yours" if what == "fleets directory"
+        else "remove it: deploy-harness did not make it"
     )
-    if problem:
-        fix = (
-            f"`chmod 700 {path}`" if problem.startswith("its mode")
-            else "set NDH_FLEETS_DIR to a private directory of yours" if what == "fleets directory"
-            else "remove it: deploy-harness did not make it"
-        )
-        raise FleetStateError(f"refusing to use the {what} {path}: {problem}. To go on: {fix}")
-    return path
+    try:
+        return require_private(path, what, otherwise)
+    except UntrustedDirectory as exc:
+        raise FleetStateError(str(exc)) from None
 
 
 def existing_root() -> Path | None:
@@ -69,12 +60,11 @@ def env_prefix() -> str:
 
 
 def check_name(name: str) -> str:
-    if not NAME_PATTERN.fullmatch(name):
-        raise FleetStateError(
-            f"fleet name {name!r} is not usable: letters, digits, '_', '.', '-', at most 40 "
-            "characters, starting with a letter or digit"
-        )
-    return name
+    """The rule of FleetSpec names (harness/specs.py), as this layer's error."""
+    try:
+        return check_fleet_name(name)
+    except ValueError as exc:
+        raise FleetStateError(str(exc)) from None
 
 
 def dir_name_for(spec_name: str) -> str:

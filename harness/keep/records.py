@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..specs import check_node_names
 from ..vm.adopted import is_running
 from .errors import FleetStateError, NoFleet
 from .paths import check_name, check_private, existing_root, fleets_root
@@ -128,6 +129,7 @@ class FleetRecord:
             })
             for name, node in data["nodes"].items()
         }
+        check_node_names(str(data["name"]), list(nodes))  # `../x` would lead out of the fleet's directory
         for node in nodes.values():  # a node directory elsewhere would lead locks and logs there
             if Path(node.state_dir).resolve() != (directory / node.name).resolve():
                 raise ValueError(f"node {node.name} has its state in {node.state_dir}, outside {directory}")
@@ -163,11 +165,30 @@ def read(directory: Path) -> FleetRecord:
     return FleetRecord(directory.name, directory, unreadable=why)
 
 
-def all_fleets() -> list[FleetRecord]:
+def survey() -> tuple[list[FleetRecord], list[FleetStateError]]:
+    """Every fleet in the fleets root, and the refusal of each directory there that fails the
+    trust rule (a symlink, not yours, open to others): `status` and `down --all` report those
+    and go on with the others. A fleets root that fails the rule is refused as a whole."""
     root = existing_root()
     if root is None:
-        return []
-    return [read(d) for d in sorted(root.iterdir()) if d.is_dir() or d.is_symlink()]
+        return [], []
+    records, refused = [], []
+    for directory in sorted(root.iterdir()):
+        if not (directory.is_dir() or directory.is_symlink()):
+            continue
+        try:
+            records.append(read(directory))
+        except FleetStateError as refusal:
+            refused.append(refusal)
+    return records, refused
+
+
+def all_fleets() -> list[FleetRecord]:
+    """Every fleet in the fleets root; the first refusal of a directory there is raised."""
+    records, refused = survey()
+    if refused:
+        raise refused[0]
+    return records
 
 
 def find(name: str | None) -> FleetRecord:

@@ -1,6 +1,7 @@
 """The pytest plugin, exercised through child pytest runs (pytester) with real micro VMs."""
 import os
 import shutil
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -18,6 +19,17 @@ ONE = FleetSpec("child", {"node": NodeSpec(vlans=())})
 """
 
 
+# The child pytest starts as from a terminal, with default signal dispositions: this run may
+# have been started under `nohup` or with `&` (SIGHUP, or SIGINT and SIGQUIT, ignored), which
+# every child would inherit, and a pytest that ignores SIGHUP rightly does not tear down on it.
+AS_FROM_A_TERMINAL = (
+    "import os, signal, sys\n"
+    "for number in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):\n"
+    "    signal.signal(number, signal.SIG_DFL)\n"
+    "os.execv(sys.executable, [sys.executable, '-m', 'pytest', *sys.argv[1:]])\n"
+)
+
+
 @pytest.fixture
 def child(pytester, monkeypatch):
     """Runs pytest in a subprocess (pytester) on the given test files, with fleets' state under a
@@ -28,7 +40,8 @@ def child(pytester, monkeypatch):
 
     def run(files: dict[str, str], *args: str):
         pytester.makepyfile(**{Path(name).stem: FLEET_HEADER + textwrap.dedent(body) for name, body in files.items()})
-        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--vm-accel=tcg", *args, timeout=600)
+        result = pytester.run(sys.executable, "-c", AS_FROM_A_TERMINAL, f"--basetemp={pytester.path / 'child-tmp'}",
+                              "-p", "no:cacheprovider", "--vm-accel=tcg", *args, timeout=600)
         time.sleep(0.5)  # let PR_SET_PDEATHSIG and stdin EOF reach orphans
         ran = SimpleNamespace(returncode=result.ret, stdout=result.stdout.str(), stderr=result.stderr.str())
         return ran, processes_mentioning(str(state_root))

@@ -58,7 +58,9 @@ def test_each_app_is_a_valid_script_with_the_micro_image_and_the_checkout_as_def
 
 def test_the_scenarios_app_runs_pytest_on_scenarios_from_the_checkout(tmp_path):
     app = evaluate()["apps"]["scenarios"]
-    assert app["text"].rstrip().endswith('exec python -m pytest scenarios/ "$@"')
+    # The NixOS tier is what the command is for: a run without it fails (scenarios/conftest.py).
+    assert app["text"].rstrip().endswith('exec python -m pytest scenarios/ --require-nixos "$@"')
+    assert '"--require-nixos"' in (REPO / "scenarios" / "conftest.py").read_text()
     done = subprocess.run(["bash", "-c", app["text"]], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 2
     assert "run it from the root of a nixos-deploy-harness checkout" in done.stderr

@@ -1,7 +1,8 @@
 """What the self-tests share: the host's bash as a machine (`HostShell`), the tools a test
-needs (`require`), the processes a test left (`processes_mentioning`), and scratch directories
-owned like the harness's state directories (`scratch_dir`). Importable as
-`support` from every test folder (pyproject's pytest `pythonpath`)."""
+needs (`require`), the processes a test left (`processes_mentioning`), scratch directories
+whose name says which run owns them (`scratch_dir`; a later run removes those of a killed one),
+and child pytest runs on a leash (`leash.Leash`, used by tests/conftest.py's `pytester`).
+Importable as `support` from every test folder (pyproject's pytest `pythonpath`)."""
 from .host_shell import HostShell
 from .processes import processes_mentioning
 from .scratch import scratch_dir, vm_scratch_dir
