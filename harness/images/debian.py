@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
+
+from . import host_tools
 
 
 class DebianPackageError(RuntimeError):
@@ -12,9 +13,10 @@ class DebianPackageError(RuntimeError):
 
 
 def _run(argv: list[str], what: str, cwd: Path | None = None) -> str:
-    if shutil.which(argv[0]) is None:
+    tool = host_tools.find(argv[0])
+    if tool is None:
         raise DebianPackageError(f"{what}: `{argv[0]}` is not installed (this needs a Debian host)")
-    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run([tool, *argv[1:]], cwd=cwd, capture_output=True, text=True)
     if proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise DebianPackageError(f"{what}: `{' '.join(argv)}` failed: {' | '.join(detail)}")
@@ -46,7 +48,8 @@ def candidate_version(package: str) -> str:
 def installed_version(package: str) -> str:
     """The installed version of `package`, or a clear error naming the package to install."""
     proc = subprocess.run(
-        ["dpkg-query", "-W", "-f", "${Status}|${Version}", package], capture_output=True, text=True
+        [host_tools.find("dpkg-query") or "dpkg-query", "-W", "-f", "${Status}|${Version}", package],
+        capture_output=True, text=True,
     )
     status, _, version = proc.stdout.partition("|")
     if proc.returncode != 0 or "installed" not in status.split():

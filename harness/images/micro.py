@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from . import debian, kmod
+from . import debian, host_tools, kmod
 from .cachedir import cache_root, locked
 
 KERNEL_METAPACKAGE = "linux-image-cloud-amd64"
@@ -41,6 +41,9 @@ RECIPE_VERSION = "2"
 PREBUILT_ENV = "NDH_MICRO_IMAGE"
 # The tools of the Debian recipe; without them the image must come from Nix.
 DEBIAN_TOOLS = ("apt-cache", "apt-get", "dpkg-deb", "dpkg-query")
+# What building the image runs on the host (host_tools.find: on PATH or in an sbin directory,
+# where Debian puts mke2fs, off a user's PATH), and the static guest binaries it copies.
+BUILD_TOOLS = ("cpio", "mke2fs", "qemu-img", "/bin/busybox", "/bin/bash-static")
 HOW_TO_GET_ONE = (
     "use the Nix-built image: `nix run .#scenarios`, or `nix develop` (both set "
     f"{PREBUILT_ENV}), or `export {PREBUILT_ENV}=$(nix build .#micro-image --no-link "
@@ -111,7 +114,7 @@ def ensure_micro_image(progress: Callable[[str], None] = lambda _: None) -> Micr
     prebuilt = os.environ.get(PREBUILT_ENV)
     if prebuilt:
         return load_prebuilt(Path(prebuilt))
-    missing = [tool for tool in DEBIAN_TOOLS if shutil.which(tool) is None]
+    missing = host_tools.missing(DEBIAN_TOOLS)
     if missing:
         raise MicroImageError(
             f"no micro image: {PREBUILT_ENV} is not set and the Debian recipe needs "
@@ -158,10 +161,18 @@ def load_prebuilt(directory: Path) -> MicroImage:
     return load(directory)
 
 
+def missing_build_tools() -> list[str]:
+    """The build tools and guest binaries this host lacks (empty when the image can be built)."""
+    return host_tools.missing(BUILD_TOOLS)
+
+
 def _build(directory: Path, inputs: Mapping[str, str], progress: Callable[[str], None]) -> None:
-    for tool in ("cpio", "mke2fs", "qemu-img", "/bin/busybox", "/bin/bash-static"):
-        if shutil.which(tool) is None:
-            raise MicroImageError(f"building the micro image needs `{tool}`: run ci/bootstrap, or {HOW_TO_GET_ONE}")
+    missing = missing_build_tools()
+    if missing:
+        raise MicroImageError(
+            f"building the micro image needs {', '.join(f'`{tool}`' for tool in missing)} (looked for "
+            f"on PATH and in {', '.join(host_tools.SBIN_DIRS)}): run ci/bootstrap, or {HOW_TO_GET_ONE}"
+        )
     staging = Path(tempfile.mkdtemp(prefix=".building-", dir=directory.parent))
     try:
         progress(f"downloading {inputs['kernel_package']} {inputs['kernel_version']}")
@@ -218,7 +229,7 @@ def _write_initramfs(target: Path, kernel_root: Path, tree: Path) -> None:
         os.utime(tree / rel, (0, 0), follow_symlinks=False)
     with open(target, "wb") as out:
         subprocess.run(
-            ["cpio", "--quiet", "-o", "-H", "newc", "--reproducible", "-R", "0:0"],
+            [_tool("cpio"), "--quiet", "-o", "-H", "newc", "--reproducible", "-R", "0:0"],
             input="\n".join(["."] + files).encode(),
             cwd=tree,
             stdout=out,
@@ -229,8 +240,13 @@ def _write_initramfs(target: Path, kernel_root: Path, tree: Path) -> None:
 def _write_base_disk(target: Path, raw: Path) -> None:
     with open(raw, "wb") as handle:
         handle.truncate(DISK_SIZE_MB * 1024 * 1024)
-    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", "persist", str(raw)], check=True)
-    subprocess.run(["qemu-img", "convert", "-q", "-O", "qcow2", str(raw), str(target)], check=True)
+    subprocess.run([_tool("mke2fs"), "-q", "-F", "-t", "ext4", "-L", "persist", str(raw)], check=True)
+    subprocess.run([_tool("qemu-img"), "convert", "-q", "-O", "qcow2", str(raw), str(target)], check=True)
+
+
+def _tool(name: str) -> str:
+    """A build tool's path (_build checked that each one is there before anything ran)."""
+    return host_tools.find(name) or name
 
 
 def mac_address(vlan: int, node: int) -> str:
@@ -367,7 +383,3 @@ class Micro:
 MICRO = Micro()
 MICRO_UEFI = Micro(uefi=True)
 
-
-if __name__ == "__main__":  # `python -m harness.images.micro`: build (or find) the image
-    built = ensure_micro_image(lambda text: print(f"micro image: {text}", flush=True))
-    print(f"micro image: ready in {built.directory}")

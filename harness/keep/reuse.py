@@ -31,6 +31,43 @@ def layout_of_record(record: FleetRecord) -> dict[str, tuple]:
     }
 
 
+def differences(record: FleetRecord, spec: "FleetSpec") -> list[str]:
+    """How the nodes of kept fleet `record` differ from `spec`'s (empty when it can run the
+    spec's tests): nodes missing or extra, and per node its VLANs, reboot policy and forwarded
+    ports, each with what the spec wants."""
+    have, want = layout_of_record(record), layout_of_spec(spec)
+    found = []
+    if set(want) - set(have):
+        found.append(f"lacks node {', '.join(sorted(set(want) - set(have)))}")
+    if set(have) - set(want):
+        found.append(f"has nodes the spec does not: {', '.join(sorted(set(have) - set(want)))}")
+    for name in sorted(set(want) & set(have)):
+        for label, wanted, kept in zip(("vlans", "allow_reboot", "forward_ports"), want[name], have[name]):
+            if wanted != kept:
+                found.append(f"{name}: {label} {_shown(kept)} there, {_shown(wanted)} in the spec")
+    return found
+
+
+def why_not_matching(names: list[str], spec: "FleetSpec") -> str:
+    """One line: what differs between each named kept fleet and `spec` (for a run that boots
+    its own fleet instead of reusing one)."""
+    parts = []
+    for name in names:
+        try:
+            record = find(name)
+        except FleetStateError as exc:
+            parts.append(f"{name}: {exc}")
+            continue
+        parts.append(f"{name}: " + ("; ".join(differences(record, spec)) or "the same nodes"))
+    return " | ".join(parts)
+
+
+def _shown(value) -> str:
+    if isinstance(value, tuple):
+        return "(" + ", ".join(map(str, value)) + ")"
+    return str(value)
+
+
 def matching(names: list[str], spec: "FleetSpec") -> FleetRecord | None:
     """The first of the named kept fleets whose nodes are the spec's (names, VLANs, reboot
     policy, forwarded ports); None if none is."""

@@ -18,8 +18,11 @@ of waiting out the timeout. Bash runs such a trap when its current command ends 
 the next command arrives. So SIGHUP stays untrapped: systemd stops the NixOS backdoor service
 with it at every shutdown and reboot, and a trapped HUP would hold that stop until systemd's
 timeout. Bash ends at once on it and still runs the EXIT trap (with the last command's status).
-Subshells reset caught traps, so commands see default signals. Only SIGKILL ends the shell
-without a word.
+Subshells reset caught traps, so commands see default signals. SIGKILL ends the shell without a
+word of its own: a watcher (a coproc blocked on a pipe that only the shell holds open) says
+`\\x1e<token>:gone:137` for it when the pipe closes, on the console opened anew (the shell's
+death hung up its own descriptors of it). The EXIT trap ends the watcher: one goodbye per shell
+(the trap acts in the shell only, not in a child forked before its exec).
 
 Commands run with the NixOS test driver's `set -euo pipefail`, in a subshell (so `cd`, `exit`
 or variables never leak into the backdoor shell). Unlike the driver's, stdin is /dev/null (a
@@ -32,6 +35,11 @@ users look for it. Forking the subshell costs ~5 ms under TCG, so commands that 
 change shell state, print much or depend on shell options (one read-only builtin with plain or
 single-quoted words: `true`, `test -e '/x'`, `[ -f /x ]`, `echo ok`) run directly in the backdoor
 shell: the polling commands that dominate VM tests cost no fork.
+
+testinfra's commands (`run_sh`) run as testinfra's own backends run theirs instead: in a
+`/bin/sh -c` of their own (no driver options; `$$` is that shell, not the backdoor), and their
+stderr comes back whole and byte-exact in the same round trip, after a marker line, only when
+there is some. Only they pay for it: the driver's verbs read stderr only on failure.
 """
 from __future__ import annotations
 
@@ -108,8 +116,14 @@ class BackdoorShellExited(Exception):
         self.earlier = earlier  # before this command: no rebooted guest's shell came meanwhile
 
 
+def _stderr_mark(token: str, number: int) -> str:
+    """The line between a testinfra command's stdout and its stderr, as printf prints it:
+    token and command number, as the trailer has them."""
+    return f"\x1e{token}:{number}:stderr\n"
+
+
 def _signal_meaning(status: int) -> str:
-    names = {130: "SIGINT", 143: "SIGTERM"}
+    names = {130: "SIGINT", 137: "SIGKILL", 143: "SIGTERM"}
     return f" ({names[status]})" if status in names else ""
 
 
@@ -128,7 +142,8 @@ class Backdoor:
         self._trailer = re.compile(
             rb"\x1e" + self._token.encode() + rb":(\d+):(\d+)\n"
         )
-        self._gone_line = re.compile(rb"\x1e" + self._token.encode() + rb":gone:(\d+)\n")
+        # \r?: the watcher writes on the console opened anew, where the tty is cooked again.
+        self._gone_line = re.compile(rb"\x1e" + self._token.encode() + rb":gone:(\d+)\r?\n")
         self.gone: int | None = None  # the exit status the shell reported, until a new one is set up
 
     @property
@@ -171,8 +186,21 @@ class Backdoor:
             # serial console first.
             f"__ndh_t(){{ [ -n \"${{3-}}\" ] && [ -s {STDERR_FILE} ] && cat {STDERR_FILE} >&2; "
             f"printf '\\036{self._token}:%s:%d\\n' \"$1\" \"$2\"; }}; "
-            f"trap 'printf \"\\036{self._token}:gone:%d\\n\" $?' EXIT; "
+            # The EXIT trap ends the watcher (below) first: one goodbye per shell. Only in the
+            # shell itself: a child it forked runs the trap too when a signal (the console's
+            # hangup) comes before it has exec'd its program.
+            f"trap '__ndh_x=$?; [ \"$BASHPID\" != \"$$\" ] || {{ kill ${{__ndh_w_PID-}} 2>/dev/null; "
+            f"printf \"\\036{self._token}:gone:%d\\n\" $__ndh_x; }}' EXIT; "
             "trap 'exit 130' INT; trap 'exit 143' TERM; "
+            # The watcher: a coproc reading a pipe only this shell writes to (bash closes
+            # coproc fds in subshells and on exec). At EOF the shell is gone, also on SIGKILL,
+            # which no trap sees: it says so (137) for it, once the shell is reaped, on the
+            # console opened anew (the shell's death hung up its own descriptors: EIO).
+            # HUP ignored: it comes with that hangup, and from systemd stopping the service.
+            f"[ -n \"${{__ndh_w_PID-}}\" ] || {{ __ndh_c=$(readlink /proc/$$/fd/1); "
+            f"coproc __ndh_w {{ trap '' HUP; read -r _; while kill -0 $$; do sleep 0.1; done; "
+            f"for _ in 1 2 3 4 5; do printf '\\036{self._token}:gone:137\\n' >\"$__ndh_c\" && break; "
+            "sleep 0.2; done; } 2>/dev/null; }; "
             f"__ndh_t {self._counter} 0"
         )
         self._wait_trailer(self._counter, timeout)
@@ -187,21 +215,48 @@ class Backdoor:
         body = f"(set -euo pipefail; eval -- {ansi_c_quote(command)}) </dev/null 2>{STDERR_FILE} | cat"
         return self._run_line(body, "${PIPESTATUS[0]} copy", timeout)
 
+    def run_sh(self, command: str, timeout: float | None) -> tuple[int, bytes, bytes]:
+        """Run `command` as testinfra's local backend runs it (`/bin/sh -c`, none of the
+        driver's options, a process of its own); return (exit status, stdout, stderr), all
+        byte-exact. stdin is /dev/null, as in `run`."""
+        if "\0" in command:
+            raise ValueError(f"a command cannot contain a NUL byte (bash would cut it there): {command!r}")
+        mark = ""
+
+        def body(number: int) -> str:
+            nonlocal mark
+            mark = _stderr_mark(self._token, number)
+            # The status is kept before anything else runs; the stderr file follows the mark,
+            # and is sent only when it is not empty (`[ -s` is a builtin: no fork).
+            return (
+                f"/bin/sh -c {ansi_c_quote(command)} </dev/null 2>{STDERR_FILE} | cat; "
+                f"__ndh_s=${{PIPESTATUS[0]}}; printf %s {ansi_c_quote(mark)}; "
+                f"[ -s {STDERR_FILE} ] && cat {STDERR_FILE}"
+            )
+
+        status, output = self._run_line(body, "$__ndh_s copy", timeout)
+        stdout, _, stderr = output.partition(mark.encode())
+        return status, stdout, stderr
+
     def read_stderr(self, timeout: float = 30) -> bytes:
         """The end of the last command's stderr (read without a redirection of its own, which
         would truncate the file first)."""
         _, output = self._run_line(f"tail -c {STDERR_SHOWN} {STDERR_FILE} 2>/dev/null", "0", timeout)
         return output
 
-    def _run_line(self, body: str, trailer_args: str, timeout: float | None) -> tuple[int, bytes]:
-        """Send `body` followed by the trailer call; return the trailer's status and the
-        output before it."""
+    def _run_line(
+        self, body: str | Callable[[int], str], trailer_args: str, timeout: float | None
+    ) -> tuple[int, bytes]:
+        """Send `body` (or `body(number)`, for a body that names its own command number)
+        followed by the trailer call; return the trailer's status and the output before it."""
         if self.gone is not None:
             self._await_new_shell(timeout)
         if self._pending is not None and not self._catch_up():
             raise BackdoorTimeout("an earlier command is still running")
         self._counter += 1
         number = self._counter
+        if callable(body):
+            body = body(number)
         self._send(f"{body};__ndh_t {number} {trailer_args}")
         try:
             return self._wait_trailer(number, timeout)

@@ -23,12 +23,14 @@ class CommandFailures:
                 self.evidence_tail(),
             )
         if isinstance(exc, BackdoorShellExited):
-            self._transcript.command(command, "BACKDOOR SHELL EXITED", b"", seconds)
+            # The status goes into the transcript too: a later process reads why the node's
+            # shell is gone from there (deploy-harness, when it cannot attach).
+            self._transcript.command(command, f"BACKDOOR SHELL EXITED {exc.status}", b"", seconds)
             return MachineBroken(
                 self.name,
-                f"{exc} while running `{command}`: the command ended it (`kill $$`), or the shell "
-                f"was signalled before (a guest shutting down or rebooting). The next command "
-                f"waits for a rebooted guest's shell. {GO_ON}",
+                f"{exc} while running `{command}`: the command ended it (`kill $$`, `kill -9 $$`), "
+                f"or the shell was signalled before (a guest shutting down or rebooting). The next "
+                f"command waits for a rebooted guest's shell. {GO_ON}",
                 self.evidence_tail(),
             )
         if isinstance(exc, BackdoorTimeout):
@@ -36,16 +38,15 @@ class CommandFailures:
             if backdoor.out_of_step and "earlier" in str(exc):
                 return MachineBroken(
                     self.name,
-                    f"cannot run `{command}`: an earlier command that timed out is still running "
-                    f"(or ended the backdoor shell with SIGKILL). {GO_ON}",
+                    f"cannot run `{command}`: an earlier command that timed out is still running. {GO_ON}",
                     self.evidence_tail(),
                 )
             return CommandTimeout(
                 self.name,
-                f"command `{command}` did not finish within {timeout} s. Either it is still "
-                "running (the machine is out of step until it ends) or it ended the backdoor "
-                "shell with SIGKILL (`kill -9 $$`), which never comes back; restore a snapshot or "
-                "reboot the machine to go on.",
+                f"command `{command}` did not finish within {timeout} s and is most likely still "
+                "running (a backdoor shell that ends says so at once, also on SIGKILL); the "
+                "machine is out of step until it ends. Restore a snapshot or reboot the machine "
+                "to go on at once.",
                 self.evidence_tail(),
             )
         if isinstance(exc, BackdoorEOF):

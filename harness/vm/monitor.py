@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -11,6 +12,10 @@ from . import keys
 from .backdoor import BackdoorEOF, BackdoorRebooted, BackdoorShellExited, BackdoorTimeout
 from .errors import MachineBroken, MachineDied, MachineError, QMPError
 from .qmp import QMPCommandError, QMPConnectionError
+
+
+# savevm's words when writing the state into the qcow2 disk failed (ENOSPC -28, EIO -5).
+WRITE_FAILED = re.compile(r"failed to save SaveStateEntry|No space left|Input/output error|: -(?:5|28)\b")
 
 
 class MonitorVerbs:
@@ -103,7 +108,26 @@ class MonitorVerbs:
             raise QMPError(self.name, f"{verb} failed: {exc}") from exc
         # HMP reports errors as text, not as a QMP error.
         if re.search(r"error|fail|not |doesn't|does not", text, re.IGNORECASE):
+            if verb == "snapshot" and WRITE_FAILED.search(text):
+                # HMP's lines end in \r\n: QEMU's words as one line of the message.
+                qemu_says = "; ".join(line.strip() for line in text.splitlines() if line.strip())
+                raise MachineError(self.name, self._write_failed(command, qemu_says))
             raise QMPError(self.name, f"{verb} `{command}` failed: {text.strip()}")
+
+    def _write_failed(self, command: str, qemu_says: str) -> str:
+        """savevm could not write into the disk: most often the state directory's filesystem
+        is full. Not a QMPError (QEMU refusing snapshots for good): a fleet must not cold-boot
+        for it, it must stop and say so."""
+        try:
+            free = f" ({shutil.disk_usage(self.state_dir).free // (1 << 20)} MiB free there now)"
+        except OSError:
+            free = ""
+        return (
+            f"snapshot `{command}` failed: {qemu_says}: QEMU could not write the snapshot into its "
+            f"disk {self.disk_image} under {self.state_dir}{free}. Is that filesystem full? Free "
+            "space there, or put the VMs' state on a larger disk (NDH_STATE_DIR for test runs, "
+            "NDH_FLEETS_DIR for deploy-harness)."
+        )
 
 
 def saved_memory(image: Path) -> dict[str, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,14 @@ class Cli:
     def running_processes(self) -> set[tuple[int, int]]:
         """Every QEMU / vde_switch / start script whose command line names this fleets dir."""
         return set(leftover_processes(self.fleets_dir))
+
+
+def as_from_a_terminal() -> None:
+    """preexec_fn of a deploy-harness child that a test signals as a person would (Ctrl-C, a
+    closed terminal): default dispositions, also when this run was started under `nohup` or
+    with `&`, which leave SIGHUP or SIGINT ignored in every child (exec keeps that)."""
+    for number in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(number, signal.SIG_DFL)
 
 
 def all_gone(processes) -> bool:

@@ -51,7 +51,7 @@ def test_down_with_nothing_to_stop_says_so_and_succeeds(cli, args, says):
     "words, error",
     [
         (("--bogus", "true"), "run: unrecognized arguments: --bogus (a command that starts with '-' goes after `--`)"),
-        (("--timeout", "soon", "true"), "run: argument --timeout: invalid float value: 'soon'"),
+        (("--timeout", "soon", "true"), "run: argument --timeout: must be a positive number of seconds, not 'soon'"),
         (("--timeout",), "run: argument --timeout: expected one argument"),
         (("--fleet", "x", "--"), "run: no command given"),
     ],
@@ -130,6 +130,12 @@ def test_an_interrupted_up_leaves_a_stale_fleet_that_down_cleans_up(cli):
     assert f"fleet cut: stale: its boot was interrupted (deploy-harness up, pid {up.pid}, is gone)" in out
     result = cli("run", "alpha", "true")
     assert result.returncode == 255 and "fleet cut is stale" in result.stderr
+    # As `run` suggests: its logs are there, though the record lists no node yet.
+    assert cli("logs", "alpha", "--fleet", "cut").returncode == 0
+    assert "# starting " in cli.ok("logs", "alpha", "--fleet", "cut", "--transcript")
+    result = cli("logs", "gamma", "--fleet", "cut")
+    assert result.returncode == 1
+    assert "it has no directory of a node 'gamma'" in result.stderr and "(node directories there: alpha, beta)" in result.stderr
 
     out = cli.ok("down", "--fleet", "cut")
     assert "fleet cut is down" in out
