@@ -19,10 +19,9 @@ the next command arrives. So SIGHUP stays untrapped: systemd stops the NixOS bac
 with it at every shutdown and reboot, and a trapped HUP would hold that stop until systemd's
 timeout. Bash ends at once on it and still runs the EXIT trap (with the last command's status).
 Subshells reset caught traps, so commands see default signals. SIGKILL ends the shell without a
-word of its own: a watcher (a coproc blocked on a pipe that only the shell holds open) says
-`\\x1e<token>:gone:137` for it when the pipe closes, on the console opened anew (the shell's
-death hung up its own descriptors of it). The EXIT trap ends the watcher: one goodbye per shell
-(the trap acts in the shell only, not in a child forked before its exec).
+word of its own: its watcher says so on the serial console, which the host reads while it
+waits (shell_watcher.py). The EXIT trap ends the watcher: one goodbye per shell (the trap acts
+in the shell only, not in a child forked before its exec).
 
 Commands run with the NixOS test driver's `set -euo pipefail`, in a subshell (so `cd`, `exit`
 or variables never leak into the backdoor shell). Unlike the driver's, stdin is /dev/null (a
@@ -47,10 +46,12 @@ import re
 import secrets
 import socket
 import time
+from pathlib import Path
 from typing import Callable
 
 import pexpect
 
+from . import shell_watcher
 from .console_reader import ConsoleReader, ReaderSpawn
 
 READY_LINE = b"Spawning backdoor root shell...\n"
@@ -130,7 +131,9 @@ def _signal_meaning(status: int) -> str:
 class Backdoor:
     """One backdoor connection. Knows the framing; knows nothing about machines."""
 
-    def __init__(self, sock: socket.socket, alive: Callable[[], bool], token: str) -> None:
+    def __init__(
+        self, sock: socket.socket, alive: Callable[[], bool], token: str, serial_log: Path | None = None
+    ) -> None:
         self._sock = sock
         self._alive = alive
         self._reader = ConsoleReader(sock)
@@ -142,8 +145,10 @@ class Backdoor:
         self._trailer = re.compile(
             rb"\x1e" + self._token.encode() + rb":(\d+):(\d+)\n"
         )
-        # \r?: the watcher writes on the console opened anew, where the tty is cooked again.
-        self._gone_line = re.compile(rb"\x1e" + self._token.encode() + rb":gone:(\d+)\r?\n")
+        self._gone_line = re.compile(rb"\x1e" + self._token.encode() + rb":gone:(\d+)\n")
+        # A shell killed without a word: its watcher says so on the serial console (shell_watcher.py).
+        self._watcher = None if serial_log is None else shell_watcher.GoneOnSerial(serial_log, token)
+        self._mark_serial()
         self.gone: int | None = None  # the exit status the shell reported, until a new one is set up
 
     @property
@@ -180,27 +185,26 @@ class Backdoor:
             # The guest rebooted meanwhile and printed its ready line (already read).
             self.setup(timeout)
 
+    def _mark_serial(self) -> None:
+        """From here on a watcher's line on the serial log is news (earlier ones belong to
+        shells a restore or a reboot replaced)."""
+        if self._watcher is not None:
+            self._watcher.mark()
+
     def _define_trailer(self, timeout: float) -> None:
+        self._mark_serial()
         self._send(
             # __ndh_t NUMBER STATUS [copy]: with `copy`, the command's stderr file goes to the
             # serial console first.
             f"__ndh_t(){{ [ -n \"${{3-}}\" ] && [ -s {STDERR_FILE} ] && cat {STDERR_FILE} >&2; "
             f"printf '\\036{self._token}:%s:%d\\n' \"$1\" \"$2\"; }}; "
-            # The EXIT trap ends the watcher (below) first: one goodbye per shell. Only in the
-            # shell itself: a child it forked runs the trap too when a signal (the console's
-            # hangup) comes before it has exec'd its program.
+            # The EXIT trap ends the watcher (shell_watcher.py) first: one goodbye per shell.
+            # Only in the shell itself: a child it forked runs the trap too when a signal (the
+            # console's hangup) comes before it has exec'd its program.
             f"trap '__ndh_x=$?; [ \"$BASHPID\" != \"$$\" ] || {{ kill ${{__ndh_w_PID-}} 2>/dev/null; "
             f"printf \"\\036{self._token}:gone:%d\\n\" $__ndh_x; }}' EXIT; "
             "trap 'exit 130' INT; trap 'exit 143' TERM; "
-            # The watcher: a coproc reading a pipe only this shell writes to (bash closes
-            # coproc fds in subshells and on exec). At EOF the shell is gone, also on SIGKILL,
-            # which no trap sees: it says so (137) for it, once the shell is reaped, on the
-            # console opened anew (the shell's death hung up its own descriptors: EIO).
-            # HUP ignored: it comes with that hangup, and from systemd stopping the service.
-            f"[ -n \"${{__ndh_w_PID-}}\" ] || {{ __ndh_c=$(readlink /proc/$$/fd/1); "
-            f"coproc __ndh_w {{ trap '' HUP; read -r _; while kill -0 $$; do sleep 0.1; done; "
-            f"for _ in 1 2 3 4 5; do printf '\\036{self._token}:gone:137\\n' >\"$__ndh_c\" && break; "
-            "sleep 0.2; done; } 2>/dev/null; }; "
+            f"{shell_watcher.start_line(self._token)}"
             f"__ndh_t {self._counter} 0"
         )
         self._wait_trailer(self._counter, timeout)
@@ -257,6 +261,7 @@ class Backdoor:
         number = self._counter
         if callable(body):
             body = body(number)
+        self._mark_serial()
         self._send(f"{body};__ndh_t {number} {trailer_args}")
         try:
             return self._wait_trailer(number, timeout)
@@ -309,6 +314,10 @@ class Backdoor:
             except pexpect.TIMEOUT:
                 if not self._alive():
                     raise BackdoorEOF("QEMU exited") from None
+                if watch_reboot and self._watcher is not None and self._watcher.seen():
+                    self._pending = None  # nothing will answer it
+                    self.gone = 137
+                    raise BackdoorShellExited(self.gone) from None
                 if deadline is not None and time.monotonic() >= deadline:
                     raise BackdoorTimeout(f"no answer within {timeout} s") from None
                 continue
@@ -334,6 +343,7 @@ class Backdoor:
 
     def discard_pending_output(self) -> None:
         """Drop whatever the guest printed that nobody asked for (after a restore)."""
+        self._mark_serial()
         self._spawn.buffer = b""
         self._spawn.before = b""
         self._reader.discard()

@@ -56,7 +56,7 @@ class KeepMode:
         except OSError as exc:
             sock.close()
             raise MachineError(self.name, f"cannot connect to its console {self.console_socket}: {exc}") from exc
-        self._backdoor = Backdoor(sock, self._alive, self._backdoor_token)
+        self._backdoor = Backdoor(sock, self._alive, self._backdoor_token, self.serial_log)
         try:
             self.qmp = QMP(self.state_dir / "qmp")
             self.qmp.connect(timeout=timeout, alive=self._alive)

@@ -192,7 +192,7 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, CommandFailures, Guest
         # that alone can take minutes; QMP appears only once QEMU runs.
         deadline = (self._launched_at or started) + self.boot_timeout
         try:
-            self._backdoor = Backdoor(self._console, self._alive, self._backdoor_token)
+            self._backdoor = Backdoor(self._console, self._alive, self._backdoor_token, self.serial_log)
             self._console = None  # owned by the backdoor now
             self.qmp = QMP(self.state_dir / "qmp")
             self.qmp.connect(timeout=_remaining(deadline), alive=self._alive)
