@@ -194,7 +194,8 @@ class FleetPool:
             return None
         record = keep.matching(names, spec)
         if record is None:
-            self._progress(f"--reuse-fleet: none of {', '.join(names)} has the nodes of fleet {spec.name}; booting it")
+            self._progress(f"--reuse-fleet: none of {', '.join(names)} has the nodes of fleet {spec.name} "
+                           f"({keep.why_not_matching(names, spec)}); booting it")
             return None
         reused = keep.ReusedFleet(record, "pytest --reuse-fleet")
         fleet = reused.open(spec)

@@ -58,5 +58,6 @@ def test_a_kept_fleet_of_other_nodes_is_not_used(cli, tmp_path):
         cwd=tmp_path, env=cli.env, capture_output=True, text=True, timeout=300,
     )
     assert child.returncode == 0, child.stdout + child.stderr
-    assert "--reuse-fleet: none of other has the nodes of fleet solo; booting it" in child.stdout
+    assert "--reuse-fleet: none of other has the nodes of fleet solo (other: lacks node solo;" in child.stdout
+    assert "); booting it" in child.stdout
     cli.ok("down", "--fleet", "other")
