@@ -2,14 +2,16 @@
 console with no prompt and no echo, its stdout on the same console (stderr goes to the serial
 console). See nixpkgs nixos/modules/testing/test-instrumentation.nix for the guest side.
 
-Framing, one round trip per command: at connect we define one shell function that prints a
-trailer `\\x1e<token>:<counter>:<status>\\n`; each command is sent as one line ending in a call
-to it. Output is every byte before the trailer (raw tty, so byte-exact). The token is random per
-machine (the same across reconnects, because snapshots restore the guest's function with it)
-and the counter rises per command, so neither stale output of an earlier command nor a
-command's own output can be mistaken for the trailer. A later connection to a shell that is
-already set up (a reattachable console, `resume`) defines the same function again and counts
-from a fresh random number, so trailers of an earlier connection's commands never match.
+Framing, one round trip per command: at connect we define the shell functions of
+shell_framing.py; each command is sent as one short line that ends in a trailer
+`\\x1e<token>:<counter>:<status>\\n`. Output is every byte before the trailer (raw tty, so
+byte-exact). The token is random per machine (the same across reconnects, because snapshots
+restore the guest's functions with it) and the counter rises per command, so neither stale output
+of an earlier command nor a command's own output can be mistaken for the trailer. A later
+connection to a shell that is already set up (a reattachable console, `resume`) defines the same
+functions again and counts from a fresh random number, so trailers of an earlier connection's
+commands never match. After a restore the functions are defined again too: the snapshot may
+come from another version of the harness.
 
 When the backdoor shell itself ends (a command ran `kill $$`, or the guest shuts down), its
 EXIT trap, set at connect with traps that turn INT and TERM into an exit, prints
@@ -23,17 +25,22 @@ word of its own: its watcher says so on the serial console, which the host reads
 waits (shell_watcher.py). The EXIT trap ends the watcher: one goodbye per shell (the trap acts
 in the shell only, not in a child forked before its exec).
 
+Output of forked commands goes through a relay: a FIFO read by one background `cat` that
+writes to the console in large chunks. A program writing many short lines straight to the virtio
+console costs the guest an interrupt per line and can lose the machine (the kernel disables the
+IRQ); a `| cat` after each command fixed that too, but its fork and exec cost ~5 ms under TCG per
+command. A relay that cannot start fails the connect with that reason.
+
 Commands run with the NixOS test driver's `set -euo pipefail`, in a subshell (so `cd`, `exit`
 or variables never leak into the backdoor shell). Unlike the driver's, stdin is /dev/null (a
-command reading stdin would swallow the next command) and stdout is not base64-encoded: it goes through a pipe to `cat`, which writes it to the
-console in large chunks. A program writing many short lines straight to the virtio console
-costs the guest an interrupt per line and can lose the machine (the kernel disables the IRQ).
-stderr goes to a file per command, `STDERR_FILE`, so a failure can show that command's own
-stderr; the trailer function copies it to the serial console afterwards, where the driver's
-users look for it. Forking the subshell costs ~5 ms under TCG, so commands that provably cannot
-change shell state, print much or depend on shell options (one read-only builtin with plain or
-single-quoted words: `true`, `test -e '/x'`, `[ -f /x ]`, `echo ok`) run directly in the backdoor
-shell: the polling commands that dominate VM tests cost no fork.
+command reading stdin would swallow the next command) and stdout is not base64-encoded. A
+command left running in the background does not hold the answer back (its stdout is the relay).
+stderr goes to a file, `STDERR_FILE`, so a failure can show that command's own stderr; it is
+copied to the serial console afterwards, where the driver's users look for it. Forking the
+subshell costs ~2.5 ms under TCG, so commands that provably cannot change shell state, print
+much or depend on shell options (one read-only builtin with plain or single-quoted words: `true`,
+`test -e '/x'`, `[ -f /x ]`, `echo ok`) run directly in the backdoor shell, their stderr straight
+to the serial console as the driver's: the polling commands that dominate VM tests cost no fork.
 
 testinfra's commands (`run_sh`) run as testinfra's own backends run theirs instead: in a
 `/bin/sh -c` of their own (no driver options; `$$` is that shell, not the backdoor), and their
@@ -51,13 +58,12 @@ from typing import Callable
 
 import pexpect
 
-from . import shell_watcher
+from . import shell_framing, shell_watcher
 from .console_reader import ConsoleReader, ReaderSpawn
+from .shell_framing import ansi_c_quote  # noqa: F401 (part of this module's interface)
 
 READY_LINE = b"Spawning backdoor root shell...\n"
-STDERR_FILE = "/run/.ndh-stderr"
-# How much of a failed command's stderr an error shows (its end: where the reason usually is).
-STDERR_SHOWN = 8192
+STDERR_FILE = shell_framing.STDERR_FILE
 
 _FAST_BUILTINS = {"true", "false", ":", "test", "[", "echo", "printf", "pwd"}
 # A word of a fast command: plain characters or one single-quoted string (no expansion can
@@ -78,23 +84,6 @@ def runs_without_subshell(command: str) -> bool:
     return not (words[0] == "printf" and any(w.startswith("-v") for w in words[1:]))
 
 
-def ansi_c_quote(text: str) -> str:
-    """Quote as a bash $'...' string: any bytes survive, no expansion happens."""
-    out = ["$'"]
-    for byte in text.encode("utf-8", "surrogateescape"):
-        char = chr(byte)
-        if char == "\\":
-            out.append("\\\\")
-        elif char == "'":
-            out.append("\\'")
-        elif 0x20 <= byte < 0x7F:
-            out.append(char)
-        else:
-            out.append(f"\\x{byte:02x}")
-    out.append("'")
-    return "".join(out)
-
-
 class BackdoorEOF(Exception):
     """The console connection closed: QEMU exited."""
 
@@ -107,6 +96,14 @@ class BackdoorTimeout(Exception):
     pass
 
 
+class BackdoorRelayFailed(Exception):
+    """The backdoor shell could not start its output relay (its reason is on the serial console)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"the backdoor shell could not start its output relay {shell_framing.RELAY_FIFO} "
+                         f"(status {status}; mkfifo and cat are needed in the guest)")
+
+
 class BackdoorShellExited(Exception):
     """The backdoor shell said it is exiting: no command will be answered until the guest
     boots a new one (a reboot) or a snapshot is restored."""
@@ -117,10 +114,9 @@ class BackdoorShellExited(Exception):
         self.earlier = earlier  # before this command: no rebooted guest's shell came meanwhile
 
 
-def _stderr_mark(token: str, number: int) -> str:
-    """The line between a testinfra command's stdout and its stderr, as printf prints it:
-    token and command number, as the trailer has them."""
-    return f"\x1e{token}:{number}:stderr\n"
+def _refuse_nul(command: str) -> None:
+    if "\0" in command:
+        raise ValueError(f"a command cannot contain a NUL byte (bash would cut it there): {command!r}")
 
 
 def _signal_meaning(status: int) -> str:
@@ -150,6 +146,7 @@ class Backdoor:
         self._watcher = None if serial_log is None else shell_watcher.GoneOnSerial(serial_log, token)
         self._mark_serial()
         self.gone: int | None = None  # the exit status the shell reported, until a new one is set up
+        self._stderr_captured = False  # whether STDERR_FILE holds the last command's stderr
 
     @property
     def out_of_step(self) -> bool:
@@ -193,76 +190,54 @@ class Backdoor:
 
     def _define_trailer(self, timeout: float) -> None:
         self._mark_serial()
-        self._send(
-            # __ndh_t NUMBER STATUS [copy]: with `copy`, the command's stderr file goes to the
-            # serial console first.
-            f"__ndh_t(){{ [ -n \"${{3-}}\" ] && [ -s {STDERR_FILE} ] && cat {STDERR_FILE} >&2; "
-            f"printf '\\036{self._token}:%s:%d\\n' \"$1\" \"$2\"; }}; "
-            # The EXIT trap ends the watcher (shell_watcher.py) first: one goodbye per shell.
-            # Only in the shell itself: a child it forked runs the trap too when a signal (the
-            # console's hangup) comes before it has exec'd its program.
-            f"trap '__ndh_x=$?; [ \"$BASHPID\" != \"$$\" ] || {{ kill ${{__ndh_w_PID-}} 2>/dev/null; "
-            f"printf \"\\036{self._token}:gone:%d\\n\" $__ndh_x; }}' EXIT; "
-            "trap 'exit 130' INT; trap 'exit 143' TERM; "
-            f"{shell_watcher.start_line(self._token)}"
-            f"__ndh_t {self._counter} 0"
-        )
-        self._wait_trailer(self._counter, timeout)
+        self._send(shell_framing.setup(self._token, self._counter))
+        status, _ = self._wait_trailer(self._counter, timeout)
+        if status != 0:
+            raise BackdoorRelayFailed(status)
 
     def run(self, command: str, timeout: float | None) -> tuple[int, bytes]:
         """Run `command`; return (exit status, stdout bytes)."""
-        if "\0" in command:
-            raise ValueError(f"a command cannot contain a NUL byte (bash would cut it there): {command!r}")
+        _refuse_nul(command)
         if runs_without_subshell(command):
-            return self._run_line(f"{command} 2>{STDERR_FILE}", "$? copy", timeout)
-        # `eval --`: a command that starts with `-` runs as written, not as eval's option.
-        body = f"(set -euo pipefail; eval -- {ansi_c_quote(command)}) </dev/null 2>{STDERR_FILE} | cat"
-        return self._run_line(body, "${PIPESTATUS[0]} copy", timeout)
+            return self._run_line(lambda number: shell_framing.fast(command, number), timeout, stderr_captured=False)
+        return self._run_line(lambda number: shell_framing.forked(command, number), timeout)
 
     def run_sh(self, command: str, timeout: float | None) -> tuple[int, bytes, bytes]:
         """Run `command` as testinfra's local backend runs it (`/bin/sh -c`, none of the
         driver's options, a process of its own); return (exit status, stdout, stderr), all
-        byte-exact. stdin is /dev/null, as in `run`."""
-        if "\0" in command:
-            raise ValueError(f"a command cannot contain a NUL byte (bash would cut it there): {command!r}")
-        mark = ""
+        byte-exact. stdin is /dev/null, as in `run`. stderr follows a marker line, and only
+        when there is some."""
+        _refuse_nul(command)
+        numbers = []
 
-        def body(number: int) -> str:
-            nonlocal mark
-            mark = _stderr_mark(self._token, number)
-            # The status is kept before anything else runs; the stderr file follows the mark,
-            # and is sent only when it is not empty (`[ -s` is a builtin: no fork).
-            return (
-                f"/bin/sh -c {ansi_c_quote(command)} </dev/null 2>{STDERR_FILE} | cat; "
-                f"__ndh_s=${{PIPESTATUS[0]}}; printf %s {ansi_c_quote(mark)}; "
-                f"[ -s {STDERR_FILE} ] && cat {STDERR_FILE}"
-            )
+        def line(number: int) -> str:
+            numbers.append(number)
+            return shell_framing.testinfra(command, number)
 
-        status, output = self._run_line(body, "$__ndh_s copy", timeout)
-        stdout, _, stderr = output.partition(mark.encode())
+        status, output = self._run_line(line, timeout)
+        stdout, _, stderr = output.partition(shell_framing.stderr_mark(self._token, numbers[-1]))
         return status, stdout, stderr
 
     def read_stderr(self, timeout: float = 30) -> bytes:
-        """The end of the last command's stderr (read without a redirection of its own, which
-        would truncate the file first)."""
-        _, output = self._run_line(f"tail -c {STDERR_SHOWN} {STDERR_FILE} 2>/dev/null", "0", timeout)
-        return output
+        """The end of the last command's stderr; empty after a command whose stderr went
+        straight to the serial console."""
+        if not self._stderr_captured:
+            return b""
+        return self._run_line(shell_framing.stderr_tail, timeout)[1]
 
-    def _run_line(
-        self, body: str | Callable[[int], str], trailer_args: str, timeout: float | None
-    ) -> tuple[int, bytes]:
-        """Send `body` (or `body(number)`, for a body that names its own command number)
-        followed by the trailer call; return the trailer's status and the output before it."""
+    def _run_line(self, line: Callable[[int], str], timeout: float | None,
+                  stderr_captured: bool = True) -> tuple[int, bytes]:
+        """Send `line(number)`, shell code that ends in command `number`'s trailer; return the
+        trailer's status and the output before it."""
         if self.gone is not None:
             self._await_new_shell(timeout)
         if self._pending is not None and not self._catch_up():
             raise BackdoorTimeout("an earlier command is still running")
         self._counter += 1
         number = self._counter
-        if callable(body):
-            body = body(number)
         self._mark_serial()
-        self._send(f"{body};__ndh_t {number} {trailer_args}")
+        self._send(line(number))
+        self._stderr_captured = stderr_captured
         try:
             return self._wait_trailer(number, timeout)
         except BackdoorTimeout:
@@ -351,8 +326,11 @@ class Backdoor:
         self.gone = None  # a restored guest has the snapshot's shell
 
     def sync(self, timeout: float) -> None:
-        """One round trip: the shell is reading commands again."""
-        self.run(":", timeout)
+        """One round trip: the shell is reading commands again, with this version's functions
+        (a restored snapshot may hold another version's)."""
+        status, _ = self._run_line(lambda number: shell_framing.setup(self._token, number), timeout)
+        if status != 0:
+            raise BackdoorRelayFailed(status)
 
     def close(self) -> None:
         try:
