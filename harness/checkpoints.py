@@ -12,9 +12,12 @@ What is kept, per fleet, in <fleet state dir>/checkpoints.json (so a kept fleet 
 checkpoints for later processes, and `deploy-harness status` lists them):
   value        setup's return value: plain JSON data, checked on the first use (the kept copy
                is what every use returns, the first included)
+  made         when it was made (seconds since the epoch)
   fingerprint  sha256 of setup's source code (its code object where there is no source), the
                fleet spec's nodes, and the fingerprints of the checkpoints its setup reached.
                A use whose fingerprint differs makes the checkpoint again and says why.
+               Only a use can decide that: the setup is in the test code, which the
+               `deploy-harness` commands never see; they list and restore records as they are.
 A record is written only after every machine saved the snapshot: a setup that fails, or an
 interrupt, leaves no checkpoint, and the next use tries again. `directory` is the checkpoint's
 own folder under the fleet's state directory, for host files the setup writes.
@@ -49,6 +52,7 @@ class Record:
     value: Any
     parents: tuple[str, ...]
     setup_s: float
+    made: float | None = None  # when (time.time()); None in records of older versions
 
 
 def check_name(name: str) -> str:
@@ -73,7 +77,7 @@ def records(state_dir: Path) -> dict[str, Record]:
         return {}
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{Path(state_dir) / RECORDS} cannot be read ({exc}): delete it to start afresh") from exc
-    return {name: Record(name, r["fingerprint"], r["value"], tuple(r["parents"]), r["setup_s"])
+    return {name: Record(name, r["fingerprint"], r["value"], tuple(r["parents"]), r["setup_s"], r.get("made"))
             for name, r in raw.items()}
 
 
@@ -82,7 +86,7 @@ def _write(state_dir: Path, kept: dict[str, Record]) -> None:
     partial = path.with_suffix(".partial")
     partial.write_text(json.dumps(
         {r.name: {"fingerprint": r.fingerprint, "value": r.value, "parents": list(r.parents),
-                  "setup_s": r.setup_s} for r in kept.values()}, indent=1, sort_keys=True))
+                  "setup_s": r.setup_s, "made": r.made} for r in kept.values()}, indent=1, sort_keys=True))
     os.replace(partial, path)  # a reader never sees half a file
 
 
@@ -215,7 +219,8 @@ class Checkpoints:
         value, parents, took = self._run(name, setup)
         value = _plain(name, value)
         self.fleet.snapshot(name)
-        self.kept[name] = Record(name, self.fingerprint(setup, parents), value, parents, round(took, 3))
+        self.kept[name] = Record(name, self.fingerprint(setup, parents), value, parents, round(took, 3),
+                                 round(time.time(), 3))
         _write(self.fleet.state_dir, self.kept)
         self.fleet.progress(f"checkpoint {name} made in {took:.1f} s; later uses restore it")
         return value

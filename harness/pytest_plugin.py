@@ -198,7 +198,7 @@ class FleetPool:
                            f"({keep.why_not_matching(names, spec)}); booting it")
             return None
         reused = keep.ReusedFleet(record, "pytest --reuse-fleet")
-        fleet = reused.open(spec)
+        fleet = reused.open(spec, progress=self._progress)
         self.reused[spec] = reused
         self._progress(f"fleet {spec.name}: reusing kept fleet {record.name}, restored to {PRISTINE} before each test")
         return fleet

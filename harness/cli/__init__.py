@@ -1,10 +1,11 @@
 """`deploy-harness`: keep a fleet of VMs running in the background and work on it by hand.
 
     deploy-harness up [--spec micro|FILE.json|FILE.py:NAME] [--name NAME]
-    deploy-harness status
+    deploy-harness status                # fleets, nodes, checkpoints
     deploy-harness shell NODE            # Ctrl-] detaches, the VM keeps running
     deploy-harness run NODE [--timeout S] [--] CMD...   # exits with CMD's status
     deploy-harness snapshot NODE NAME / restore NODE NAME
+    deploy-harness restore --all NAME    # every node at one moment: a checkpoint
     deploy-harness logs NODE [-f]
     deploy-harness down
 

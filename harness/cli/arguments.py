@@ -129,7 +129,7 @@ def parser(handlers: dict[str, Callable]) -> argparse.ArgumentParser:
     up.add_argument("--boot-timeout", type=seconds, default=300, metavar="SECONDS",
                     help="how long each node may take to boot (default: 300)")
 
-    command("status", "list fleets and their nodes, with pids; spot stale ones")
+    command("status", "list fleets, their nodes with pids, and their checkpoints; spot stale ones")
 
     shell = command("shell", "root shell on a node (Ctrl-] detaches, the VM keeps running)")
     shell.add_argument("node", metavar="NODE")
@@ -146,9 +146,12 @@ def parser(handlers: dict[str, Callable]) -> argparse.ArgumentParser:
     snapshot = command("snapshot", "save a node's whole state (memory, devices, disk) as NAME")
     snapshot.add_argument("node", metavar="NODE")
     snapshot.add_argument("name", metavar="NAME")
-    restore = command("restore", "go back to a node's snapshot NAME")
-    restore.add_argument("node", metavar="NODE")
-    restore.add_argument("name", metavar="NAME")
+    restore = command("restore", "go back to a node's snapshot NAME, or with --all every node's "
+                      "at one moment (a checkpoint a pytest run made: `status` lists them)")
+    restore.add_argument("--all", action="store_true",
+                         help="every node of the fleet, paused and restored together (no NODE)")
+    restore.add_argument("node", metavar="NODE", nargs="?", help="the node (not with --all)")
+    restore.add_argument("name", metavar="NAME", help="a snapshot or checkpoint name")
 
     logs = command("logs", "show a node's serial console log (also of a stale fleet)")
     logs.add_argument("node", metavar="NODE")

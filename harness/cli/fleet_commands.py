@@ -14,7 +14,7 @@ from .. import fleet_specs, keep, state_dirs
 from ..boot_progress import BootProgress
 from ..fleet import PRISTINE, Fleet
 from ..vm import MachineError, console, disk_aio
-from . import node_logs
+from . import checkpoint_report, node_logs
 from .errors import EXIT_ERROR, CliError
 
 
@@ -94,6 +94,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
         for switch in record.switches:
             print(f"  vlan {switch.vlan:<12} {'running' if switch.running else 'stopped':<8} pid {switch.pid} (vde_switch)")
+        for line in checkpoint_report.status_lines(record):
+            print(line)
         if health.state == "stale":
             # An interrupted boot's processes are in no record: find them by their command lines.
             for pid, _ in keep.leftover_processes(record.directory):

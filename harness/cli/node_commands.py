@@ -1,4 +1,5 @@
-"""`deploy-harness run`, `shell`, `snapshot`, `restore`: one node of a kept fleet."""
+"""`deploy-harness run`, `shell`, `snapshot`, `restore`: one node of a kept fleet (`restore --all`:
+every node, fleet_restore.py)."""
 from __future__ import annotations
 
 import argparse
@@ -12,8 +13,9 @@ from .. import keep
 from ..keep.records import FleetRecord
 from ..vm import CommandTimeout, Machine, MachineBroken, MachineError
 from ..vm.backdoor import BackdoorShellExited, BackdoorTimeout
-from . import node_trouble, shell_history
-from .errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_RUN_ERROR, EXIT_TIMEOUT, RUN_USAGE, SNAPSHOT_NAME, CliError
+from . import checkpoint_report, node_trouble, shell_history, snapshot_names
+from .errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_RUN_ERROR, EXIT_TIMEOUT, RUN_USAGE, CliError
+from .fleet_restore import restore_all
 
 
 # -- commands on one node -------------------------------------------------------------------------
@@ -92,15 +94,14 @@ def cmd_shell(args: argparse.Namespace) -> int:
             raise CliError(node_trouble.shell_ended(record.name, args.node, line, exc.__cause__)) from None
 
 
-def _snapshot_name(name: str) -> str:
-    if not SNAPSHOT_NAME.fullmatch(name):
-        raise CliError(f"snapshot name {name!r}: use letters, digits, '_', '.', '-' (at most 64)")
-    return name
-
-
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    name = _snapshot_name(args.name)
+    name = snapshot_names.check(args.name)
     record = keep.find(args.fleet)
+    if name in checkpoint_report.kept(record):
+        raise CliError(
+            f"{name!r} is a checkpoint of fleet {record.name}: a snapshot of {args.node} under its "
+            "name would replace that node's part of it. Pick another name."
+        )
     with _attached(record, args, EXIT_ERROR) as machine:
         machine.snapshot(name)
     print(f"saved snapshot {name} of {args.node} (memory, devices and disk)")
@@ -108,26 +109,29 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    name = _snapshot_name(args.name)
+    """`restore NODE NAME`: one node; `restore --all NAME`: every node at one moment."""
+    name = snapshot_names.check(args.name)
+    if args.all and args.node is not None:
+        raise CliError(f"restore --all takes NAME only, not a node ({args.node!r}): `restore --all {name}`")
+    if not args.all and args.node is None:
+        raise CliError(f"restore needs a node: `restore NODE {name}`, or `restore --all {name}` for every node")
     record = keep.find(args.fleet)
+    if args.all:
+        print(restore_all(record, name))
+        return 0
+    kept = checkpoint_report.kept(record)
     # No resync first: restoring also heals a shell stuck in an earlier session's command.
     with _attached(record, args, EXIT_ERROR, resync=False) as machine:
-        existing = _snapshot_names(machine.send_monitor_command("info snapshots"))
+        existing = snapshot_names.on_node(machine)
         if name not in existing:
             raise CliError(
-                f"node {args.node} has no snapshot {name!r} (snapshots: {', '.join(existing) or 'none'})"
+                f"node {args.node} has no snapshot {name!r} (snapshots: {', '.join(existing) or 'none'}; "
+                f"checkpoints of fleet {record.name}, on every node: {checkpoint_report.names(record)})"
             )
         machine.restore(name)
-    print(f"restored {args.node} to snapshot {name}")
+    if name in kept:
+        print(f"restored {args.node} to snapshot {name}, its part of checkpoint {name}; the other "
+              f"nodes stay where they are (`restore --all {name}` restores every node)")
+    else:
+        print(f"restored {args.node} to snapshot {name}")
     return 0
-
-
-def _snapshot_names(info: str) -> list[str]:
-    """Tags from HMP `info snapshots`: after the header row `ID TAG VM SIZE ...`, one row per
-    snapshot whose ID is a number, or `--` when the snapshot is on all disks (QEMU 7.2)."""
-    names = []
-    for line in info.splitlines():
-        fields = line.split()
-        if len(fields) >= 2 and (fields[0].isdigit() or fields[0] == "--"):
-            names.append(fields[1])
-    return names

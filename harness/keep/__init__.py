@@ -4,7 +4,8 @@ found again by later processes. paths.py: where they live; records.py: a fleet's
 pid never passes for it, start script, state directory, backdoor token, VLANs, port forwards;
 each VLAN switch's pid); claims.py: a new fleet's directory and record; locks.py: one driver per
 node; attach.py: driving a node of a kept fleet; reuse.py: a test run driving a kept fleet
-(`pytest --reuse-fleet`); stop.py: ending a fleet.
+(`pytest --reuse-fleet`); whole.py: every node of one driven by one command (`deploy-harness
+restore --all`); stop.py: ending a fleet.
 """
 from .attach import KeptFleet, attached, how_to_attach
 from .claims import claim, claim_free

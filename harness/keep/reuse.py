@@ -4,7 +4,7 @@ QEMU and the VLAN switches run on; the fleet's record keeps its owner and switch
 learns the last test and any node a reset restarted."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from ..fleet import Fleet
 from ..vm.adopted import start_time
@@ -85,12 +85,13 @@ class ReusedFleet:
         self.holder = holder
         self.locks: list[NodeLock] = []
 
-    def open(self, spec: "FleetSpec") -> Fleet:
-        """Lock and attach every node; the Fleet drives them (it never stops them)."""
+    def open(self, spec: "FleetSpec", progress: Callable[[str], None] = lambda _: None) -> Fleet:
+        """Lock and attach every node; the Fleet drives them (it never stops them). `progress`
+        hears what the fleet says (a checkpoint made again, and why)."""
         require_usable(self.record)
         scale = max((node.time_scale for node in self.record.nodes.values()), default=1.0)
         fleet = Fleet(spec, accel=self.record.accel or "tcg", base_dir=self.record.directory, keep=True,
-                      time_scale=scale)
+                      time_scale=scale, progress=progress)
         try:
             for node in self.record.nodes.values():
                 if not node.running:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,17 @@ def test_an_unreadable_record_file_says_how_to_start_afresh(tmp_path):
     (tmp_path / "checkpoints.json").write_text("{half")
     with pytest.raises(CheckpointError, match="delete it to start afresh"):
         checkpoints.records(tmp_path)
+
+
+def test_a_record_says_when_it_was_made_and_one_of_an_older_version_reads_without(tmp_path):
+    before = time.time()
+    checkpoints.reach(RecordingFleet(tmp_path), "base", counting(1, []))
+    made = checkpoints.records(tmp_path)["base"].made
+    assert made is not None and before - 1 <= made <= time.time() + 1
+    raw = json.loads((tmp_path / "checkpoints.json").read_text())
+    del raw["base"]["made"]
+    (tmp_path / "checkpoints.json").write_text(json.dumps(raw))
+    assert checkpoints.records(tmp_path)["base"].made is None
+    runs = []
+    assert Checkpoints(RecordingFleet(tmp_path)).reach("base", counting(1, runs)) == 1
+    assert runs == [], "an older record is still restored"
