@@ -180,3 +180,40 @@ def test_twin_addresses_skip_real_ones_and_refuse_what_the_vlan_cannot_hold():
     assert result.returncode != 0 and "A's deploy address fd00::1 is IPv6" in result.stderr
     result = _addresses({"A": "10.0.0.1", "B": "b.lan"}, '{ subnet = "10.0.0"; }')
     assert json.loads(result.stdout)["B"]["address"] == "10.0.0.250"
+
+
+def test_twin_test_secrets_build_script_runs(sops_file, tmp_path):
+    """The test secrets' build script, run by bash with stand-ins for sops and ssh-to-age that
+    record what they get (no sops here): one file per secret, each from a plaintext with its key
+    path and a random value of its own, encrypted to the recipient of the test host key."""
+    script = evaluate([host("Testing"), TWINS, ADDRESS, SECRETS.replace("SOPS", nix_path(sops_file))],
+                      "builtins.unsafeDiscardStringContext config.virtualisation.vmVariant.homelab.twin.testSecrets.script")
+    # Evaluation only computes the key's store path; the build would read the file there.
+    key = re.search(r"/nix/store/[0-9a-z]{32}-target-host-ed25519\.pub", script).group()
+    script = script.replace(key, str(REPO / "test" / "fleet" / "keys" / "target-host-ed25519.pub"))
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "ssh-to-age").write_text('#!/bin/sh\ngrep -q "^ssh-ed25519 " && echo age1testrecipient\n')
+    # sops --encrypt --age R --input-type T --output-type T FILE: records its arguments and FILE.
+    (tools / "sops").write_text('#!/bin/sh\nprintf "%s\\n" "$@"; echo ---; cat "$8"\n')
+    for tool in tools.iterdir():
+        tool.chmod(0o755)
+    out, work = tmp_path / "out", tmp_path / "work"
+    work.mkdir()
+    subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=work, check=True,
+                   env={"PATH": f"{tools}:/usr/bin:/bin", "out": str(out), "TMPDIR": str(tmp_path)})
+    assert (out / "recipient").read_text() == "age1testrecipient\n"
+    assert list(work.iterdir()) == [], "no plaintext is left behind"
+    values = {}
+    for name, kind in [("app/token", "yaml"), ("tls", "json"), ("env", "dotenv"), ("blob", "binary")]:
+        args, plaintext = (out / (hashlib.sha256(name.encode()).hexdigest() + ".sops")).read_text().split("---\n")
+        input_type = "json" if kind in ("yaml", "json") else kind
+        assert args.split() == ["--encrypt", "--age", "age1testrecipient", "--input-type", input_type,
+                                "--output-type", kind, "plaintext"]
+        assert "@TWIN_TEST_VALUE@" not in plaintext
+        if kind in ("yaml", "json"):
+            document = json.loads(plaintext)
+            values[name] = document["app"]["token"] if name == "app/token" else document["tls"]["key"]
+        else:
+            values[name] = plaintext.removeprefix("API_KEY=")
+    assert all(len(value) == 32 for value in values.values()) and len(set(values.values())) == 4
