@@ -83,6 +83,10 @@ in
     # eth0 is QEMU's user network; restricted here too, so a twin started by hand reaches
     # nothing outside the host either (the harness restricts it as well).
     virtualisation.restrictNetwork = true;
+    # The VLAN NIC is the twin's own: qemu-vm.nix only declares `vlans` (default [ 1 ]); the NixOS
+    # test framework (nixos/lib/testing/network.nix) turns them into NICs, and a twin is no node
+    # of a test. None, so that no qemu-vm.nix that did so would add a second one.
+    virtualisation.vlans = [ ];
     virtualisation.qemu.options = nicOptions;
     boot.initrd.services.udev.rules = ''
       SUBSYSTEM=="net",ACTION=="add",ATTR{address}=="${mac}",NAME="${cfg.interface}"

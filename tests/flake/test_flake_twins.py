@@ -54,6 +54,7 @@ FACTS = """{
   interfaces = t.networking.interfaces;
   extraHosts = t.networking.extraHosts;
   nicOptions = builtins.filter (o: builtins.match ".*twin-vlan.*" o != null) t.virtualisation.qemu.options;
+  vlans = t.virtualisation.vlans;
   restrictNetwork = t.virtualisation.restrictNetwork;
   substituters = t.nix.settings.substituters;
   vmProgram = (vm.env.meta or vm.meta).mainProgram;
@@ -142,6 +143,7 @@ def test_twin_is_the_host_as_a_snapshot_able_vm(name, variant):
     assert {line.split()[1] for line in facts["extraHosts"].splitlines()} == set(HOSTS)
     mac = "52:54:00:13:01:" + format(int(address.split(".")[-1]), "02x")
     assert facts["nicOptions"][0] == f"-device virtio-net-pci,netdev=twin-vlan1,mac={mac}"
+    assert facts["vlans"] == [], "the VLAN NIC is the twin's own, not the test framework's"
     # Nothing on the internet: a restricted user network, no cache.nixos.org.
     assert facts["restrictNetwork"] is True and facts["substituters"] == []
     # `nix build .#nixosConfigurations.<Host>.config.system.build.vm` (vmWithBootLoader for the
@@ -157,7 +159,7 @@ def test_twin_checks_fail_without_the_twin_module(name):
     twin = twin_facts(name, "vmVariant")
     plain = twin_facts(name, "vmVariant", twins=False, safely=True)
     for fact in ["backdoor", "backdoorWantedBy", "fileSystems", "boot", "address", "interfaces",
-                 "extraHosts", "nicOptions", "restrictNetwork", "substituters", "vmScriptConverts"]:
+                 "extraHosts", "nicOptions", "vlans", "restrictNetwork", "substituters", "vmScriptConverts"]:
         assert plain[fact] != twin[fact], fact
 
 
