@@ -43,7 +43,7 @@ in
 {
   imports = [
     # The backdoor root shell the harness drives (testing.backdoor, on by default), and the
-    # defaults it changes (docs/twins.md, "Test instrumentation").
+    # defaults it changes (docs/twins.md, item 2).
     (modulesPath + "/testing/test-instrumentation.nix")
     # QEMU may snapshot the twin: the UEFI variable store in qcow2, a read-only store image.
     ../test/fleet/nodes/snapshottable.nix
