@@ -86,6 +86,8 @@
       # ---- end of the VM suite --------------------------------------------------------------
     in
     {
+      # Each host's twin, its own configuration as a VM the harness can drive, is its VM variant:
+      # nixosConfigurations.<Host>.config.system.build.vm (twins/, docs/twins.md).
       nixosConfigurations = hosts;
 
       deploy = deployNodes self.nixosConfigurations;

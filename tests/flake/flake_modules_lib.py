@@ -60,18 +60,19 @@ def host(name: str, hosts_dir: Path = REPO / "hosts") -> str:
 FLEET_HOSTS = nix_path(REPO / "lib" / "fleet-hosts.nix")
 
 
-def fleet_expr(select: str) -> str:
+def fleet_expr(select: str, *, twins: bool = True) -> str:
     """`select` over the real hosts as flake.nix assembles them (lib/fleet-hosts.nix), each
-    evaluated by module-eval.nix: `fleet.<Host>` is { config; failedAssertions; warnings; }."""
+    evaluated by module-eval.nix: `fleet.<Host>` is { config; failedAssertions; warnings; }.
+    twins=False leaves the twin module (twins/) out, as the baseline a twin is compared with."""
     return (
         f"let {inputs()}"
-        f"fleet = import {FLEET_HOSTS} {{ nixosSystem = {{ modules }}: "
+        f"fleet = import {FLEET_HOSTS} {{ {'' if twins else 'twins = null; '}nixosSystem = {{ modules }}: "
         f"import {nix_path(MODULE_EVAL)} {{ inherit lib sopsNix modules; }}; }}; in {select}"
     )
 
 
-def evaluate_fleet(select: str):
-    result = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", fleet_expr(select)],
+def evaluate_fleet(select: str, *, twins: bool = True):
+    result = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", fleet_expr(select, twins=twins)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"evaluation failed:\n{result.stderr}"
     return json.loads(result.stdout)

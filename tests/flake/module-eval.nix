@@ -4,6 +4,11 @@
 # it to every host); the stand-ins below include what it reads. Used by test_flake_modules.py
 # when NIXPKGS_LIB and SOPS_NIX are set.
 #
+# NixOS's VM variants (nixos/modules/virtualisation/build-vm.nix, in every NixOS system) are
+# declared the way that file declares them: the configuration extended with qemu-vm.nix, here
+# the stand-in under ./nixos-stubs, which is also `modulesPath` (its layout is nixpkgs'
+# nixos/modules/), so `modulesPath + "/testing/test-instrumentation.nix"` finds a stand-in too.
+#
 #   import ./module-eval.nix { lib = import <nixpkgs lib>; sopsNix = <sops-nix tree>; modules = [ ... ];
 #                              harmoniaShape = "cache"; scriptsAsText = false; }
 #     => { config; failedAssertions; warnings; }
@@ -37,6 +42,10 @@ let
     # ExecStart would run.
     writeShellScript = name: text:
       if scriptsAsText then fakeDerivation name // { outPath = text; } else fakeDerivation name;
+    # Keeps the build script, so tests can read what a derivation would run.
+    runCommand = name: env: script: fakeDerivation name // { inherit env script; };
+    sops = fakeDerivation "sops-3.9";
+    ssh-to-age = fakeDerivation "ssh-to-age-1.1";
     # Keeps the text, so tests can read what a module writes (e.g. the rendered alert rules).
     writeText = name: text: fakeDerivation name // { inherit text; };
     # sops-nix writes its manifest with it; its checkPhase (sops-install-secrets) never runs here.
@@ -74,7 +83,7 @@ let
   # would recurse: every `mkIf cfg.enable` would have to be decided before `config` exists.)
   anything = option (types.attrsOf types.anything) { };
 
-  nixosStub = {
+  nixosStub = { config, ... }: {
     options = {
       assertions = raws;
       warnings = lines;
@@ -85,14 +94,30 @@ let
         apply = platform: if builtins.isString platform then { system = platform; } else platform;
       };
       # Free-form as in NixOS: sops-nix puts its manifests here.
+      # A submoduleWith, as nixos/modules/system/build.nix declares it (snapshottable.nix declares it again).
       system.build = mkOption {
-        type = types.submodule {
-          freeformType = types.lazyAttrsOf types.raw;
-          options.toplevel = option types.str "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-stub";
+        type = types.submoduleWith {
+          modules = [{
+            freeformType = types.lazyAttrsOf types.raw;
+            options.toplevel = option types.str "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-stub";
+          }];
         };
         default = { };
       };
       networking.hostName = option types.str "nixos";
+      networking.interfaces = anything;
+      networking.extraHosts = option types.lines "";
+      networking.usePredictableInterfaceNames = option types.bool true;
+      networking.defaultGateway = option (types.nullOr types.anything) null;
+      networking.nameservers = lines;
+      system.name = option types.str config.networking.hostName;
+      swapDevices = raws;
+      boot.initrd.luks.devices = anything;
+      boot.initrd.services.udev.rules = option types.lines "";
+      boot.kernelParams = lines;
+      boot.growPartition = option types.bool false;
+      services.timesyncd.enable = option types.bool true;
+      security.acme.certs = anything;
       networking.firewall.allowedTCPPorts = mkOption { type = types.listOf types.port; default = [ ]; };
       boot.loader.efi.efiSysMountPoint = option types.str "/boot";
       boot.loader.efi.canTouchEfiVariables = option types.bool false;
@@ -128,9 +153,32 @@ let
       system.stateVersion = option types.str "26.05";
     };
     config._module.args.pkgs = pkgs;
+    # nixos/modules/config/nix.nix appends the public cache to every system's substituters.
+    config.nix.settings.substituters = lib.mkAfter [ "https://cache.nixos.org/" ];
   };
 
-  evaluated = lib.evalModules { modules = [ nixosStub (sopsNix + "/modules/sops") ] ++ modules; };
+  # build-vm.nix's options: the VM variants. `system.build.vm` is the plain variant's VM.
+  buildVmStub = { config, extendModules, modulesPath, ... }:
+    let
+      vmVariant = extendModules { modules = [ (modulesPath + "/virtualisation/qemu-vm.nix") ]; };
+      vmVariantWithBootLoader = vmVariant.extendModules {
+        modules = [ ({ config, ... }: {
+          virtualisation.useBootLoader = true;
+          virtualisation.useEFIBoot = config.boot.loader.systemd-boot.enable || config.boot.loader.efi.canTouchEfiVariables;
+        }) ];
+      };
+    in
+    {
+      options.virtualisation.vmVariant = mkOption { inherit (vmVariant) type; default = { }; };
+      options.virtualisation.vmVariantWithBootLoader = mkOption { inherit (vmVariantWithBootLoader) type; default = { }; };
+      config.system.build.vm = lib.mkDefault config.virtualisation.vmVariant.system.build.vm;
+      config.system.build.vmWithBootLoader = lib.mkDefault config.virtualisation.vmVariantWithBootLoader.system.build.vm;
+    };
+
+  evaluated = lib.evalModules {
+    specialArgs.modulesPath = ./nixos-stubs;
+    modules = [ nixosStub buildVmStub (sopsNix + "/modules/sops") ] ++ modules;
+  };
   inherit (evaluated) config;
 in
 {

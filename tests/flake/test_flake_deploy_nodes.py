@@ -213,8 +213,9 @@ def mock_flake(tmp_path_factory) -> Path:
     (fleet / "lib").mkdir(parents=True)
     shutil.copy(REPO / "flake.nix", fleet / "flake.nix")
     for name in ["deploy-nodes.nix", "test-branch-activation.nix", "host-modules.nix", "fleet-hosts.nix",
-                 "scrape-targets.nix"]:
+                 "scrape-targets.nix", "twin-addresses.nix"]:
         shutil.copy(REPO / "lib" / name, fleet / "lib" / name)
+    shutil.copytree(REPO / "twins", fleet / "twins")
     shutil.copy(MOCKS, root / "mock-fleet.nix")
     for host in ["Alpha", "Beta", "Template"]:
         (fleet / "hosts" / host).mkdir(parents=True)
@@ -325,15 +326,20 @@ def test_fleet_host_builder_names_the_host_after_its_folder(tmp_path):
 
 def test_fleet_every_host_gets_common_nix_and_its_folder_name(mock_flake):
     """The real flake.nix builds each host from lib/host-modules.nix: folder, common.nix, name."""
+    # The twin addresses are listed by host only: the mocks' addresses lie outside the twins' VLAN,
+    # which only a twin's evaluation refuses (tests/flake/test_flake_twins.py).
     apply = (
-        "cs: builtins.mapAttrs (name: c: map (m: if builtins.isAttrs m then m "
+        "cs: builtins.mapAttrs (name: c: map (m: if builtins.isAttrs m then "
+        "(if m ? homelab.twin then { twinAddressesOf = builtins.attrNames m.homelab.twin.addresses; } else m) "
         "else baseNameOf (toString m)) c.passedModules) cs"
     )
     modules = _evaluated(nix_eval(mock_flake, "nixosConfigurations", apply, impure=False, test_host=None))
     assert sorted(modules) == ["Alpha", "Beta", "Template"]
     for name, passed in modules.items():
         # The host's own modules first (lib/host-modules.nix), then sops-nix's module (the mock's
-        # empty one) and the facts generated from the whole fleet (lib/fleet-hosts.nix).
+        # empty one), the facts generated from the whole fleet (lib/fleet-hosts.nix) and the twin.
         assert passed[:3] == [name, "common.nix", {"networking": {"hostName": name}}]
         assert passed[3] == {}
         assert list(passed[4]) == ["homelab"] and "scrapeTargets" in passed[4]["homelab"]["services"]["monitoring"]["prometheus"]
+        # Then the twin module (twins/) and every host's twin address (lib/twin-addresses.nix).
+        assert passed[5:] == ["twins", {"twinAddressesOf": ["Alpha", "Beta", "Template"]}]

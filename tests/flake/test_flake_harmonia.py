@@ -155,7 +155,8 @@ def test_fleet_nix_cache_client_settings():
         publicKey = "cache.lan-1:AAAAbbbb+/=="; }; }"""],
         "{ inherit (r) failedAssertions; s = config.nix.settings; }")
     assert settings["failedAssertions"] == []
-    assert settings["s"]["substituters"] == ["http://cache.lan:5000"]
+    # NixOS appends cache.nixos.org (module-eval.nix does as nix.nix does).
+    assert settings["s"]["substituters"] == ["http://cache.lan:5000", "https://cache.nixos.org/"]
     assert settings["s"]["trusted-public-keys"] == ["cache.lan-1:AAAAbbbb+/=="]
     assert settings["s"]["require-sigs"] is True
     assert settings["s"]["narinfo-cache-negative-ttl"] == 60

@@ -6,7 +6,6 @@
 let
   inherit (lib) mkOption types;
   option = type: default: mkOption { inherit type default; };
-  anything = option (types.attrsOf types.anything) { };
   fakeDerivation = name: {
     type = "derivation";
     inherit name;
@@ -14,9 +13,12 @@ let
   };
 in
 {
+  # Every NixOS test node imports qemu-vm.nix (nixos-test-base.nix); its stand-in declares what
+  # the nodes set under virtualisation.
+  imports = [ ../flake/nixos-stubs/virtualisation/qemu-vm.nix ];
+
   options = {
     system.switch.enable = option types.bool false;
-    virtualisation = anything;
     environment.etc = mkOption {
       type = types.attrsOf (types.submodule {
         options.text = mkOption { type = types.nullOr types.lines; default = null; };

@@ -14,11 +14,8 @@ from support.upstream import nixpkgs_lib, sops_nix
 
 HERE = Path(__file__).resolve().parent
 
-
-# What nixpkgs' nixos/modules/config/nix.nix adds to every NixOS system (mkAfter).
-NIXPKGS_DEFAULT_CACHE = '{ lib, ... }: { nix.settings.substituters = lib.mkAfter [ "https://cache.nixos.org/" ]; }'
-# nixpkgs' nixos/modules/system/boot/grow-partition.nix declares it so (mkEnableOption).
-NIXPKGS_GROW_PARTITION = '{ lib, ... }: { options.boot.growPartition = lib.mkEnableOption "growing the root partition on boot"; }'
+# module-eval.nix adds what nixpkgs' nix.nix adds to every system (cache.nixos.org, mkAfter) and
+# declares boot.growPartition as grow-partition.nix does.
 
 
 def evaluate(select: str, node: str = "target.nix", extra: str = '{ networking.hostName = "target"; }'):
@@ -27,7 +24,7 @@ def evaluate(select: str, node: str = "target.nix", extra: str = '{ networking.h
         f"let lib = import {p(nixpkgs_lib())}; sopsNix = {p(sops_nix())}; "
         f"stub = import {p(HERE / 'target-eval-stub.nix')} {{ inherit lib; fakeNixpkgs = {p(HERE / 'fake-nixpkgs')}; }}; "
         f"r = import {p(REPO / 'tests' / 'flake' / 'module-eval.nix')} {{ inherit lib sopsNix; "
-        f"modules = [ stub {p(REPO / 'test' / 'fleet' / 'nodes' / node)} {extra} ({NIXPKGS_DEFAULT_CACHE}) ({NIXPKGS_GROW_PARTITION}) ]; }}; "
+        f"modules = [ stub {p(REPO / 'test' / 'fleet' / 'nodes' / node)} {extra} ]; }}; "
         f"config = r.config; variants = config.homelabTest.variants or {{ }}; in {select}"
     )
     result = subprocess.run(
