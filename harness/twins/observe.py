@@ -28,7 +28,9 @@ def _run(machine: ShellMachine, command: str, timeout: float = 60) -> str:
 def booted_links(machine: ShellMachine, paths: NixosPaths | None = None) -> dict[str, str | None]:
     """What the booted system's kernel, initrd and kernel-modules resolve to (None: missing)."""
     booted = (paths or NixosPaths()).booted_system
-    script = "; ".join(
+    # Without `readlink -e` (busybox has none) every link would read as missing, which means
+    # "reboot needed": refuse instead of answering wrong.
+    script = "readlink -e / >/dev/null || { echo 'needs readlink -e (coreutils)'; exit 3; }; " + "; ".join(
         f"printf '%s\\t%s\\n' {name} \"$(readlink -e -- {shlex.quote(booted + '/' + name)} || true)\""
         for name in BOOTED_LINKS
     )
