@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..twins import requirements, worktrees
+from ..twins.observe import ObservationError
 from ..twins.observations import EXIT_ERROR
 from ..twins.rehearse import rehearse
 from .errors import CliError
@@ -47,7 +48,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     try:
         report = rehearse(repo, args.base, args.head, args.hosts, booter,
                           progress=lambda line: print(f"rehearse: {line}", file=sys.stderr, flush=True))
-    except worktrees.RehearsalError as error:
+    except (worktrees.RehearsalError, ObservationError) as error:  # nothing reported: it did not finish
         raise CliError(f"rehearse: {error}", EXIT_ERROR) from None
     markdown, data = report.write(args.report_dir)
     sys.stdout.write(report.markdown())
