@@ -69,6 +69,26 @@ def deployable_hosts(head: Path) -> list[str]:
     return json.loads(done.stdout)
 
 
+def configured_hosts(base: Path) -> list[str]:
+    """Every host the base has a configuration of (`ci/determine-hosts --all`): the twins
+    that can boot as the base configures them."""
+    done = run_script(base, "determine-hosts", "--all", "--flake", ".")
+    if done.returncode != 0:
+        raise _failed("determine-hosts", done)
+    return json.loads(done.stdout)
+
+
+def without_base(hosts: Sequence[str], configured: Sequence[str], requested: Sequence[str]) -> list[str]:
+    """The hosts the head deploys that the base has no configuration of (a first deploy: no
+    twin can boot "as the base configures it"). Asked for by name, that is an error."""
+    new = [name for name in hosts if name not in configured]
+    asked = [name for name in new if name in requested]
+    if asked:
+        raise RehearsalError(f"--host {', '.join(asked)}: the base has no configuration of it (a host new "
+                             "in the head): there is no base to boot its twin from")
+    return new
+
+
 def select_hosts(deployable: Sequence[str], requested: Sequence[str]) -> list[str]:
     """The hosts to rehearse: every deployable one, or those asked for (each must be one)."""
     if not deployable:

@@ -6,6 +6,7 @@ own configurations in VMs, docs/twins.md) and, in the self-tests, on stand-in ma
 verdict is read from the machines (harness/twins/observe.py), never from deploy-rs's output."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ContextManager, Protocol, Sequence
@@ -16,7 +17,7 @@ from harness.vm.guest import ShellMachine
 from . import observe, plan
 from .observations import HostResult
 from .report import Report
-from .worktrees import Trees, checked_out
+from .worktrees import RehearsalError, Trees, checked_out
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,13 @@ def rehearse(repo: Path, base_ref: str, head_ref: str, requested: Sequence[str],
     with checked_out(repo, base_ref, head_ref, parent) as trees:
         head = trees.head.path
         hosts = plan.select_hosts(plan.deployable_hosts(head), requested)
+        new = plan.without_base(hosts, plan.configured_hosts(trees.base.path), requested)
+        hosts = [host for host in hosts if host not in new]
+        if not hosts:
+            raise RehearsalError("every host to rehearse is new in the head: there is no base to boot twins from")
         progress(f"rehearsing {', '.join(hosts)}: {trees.base.commit[:12]} -> {trees.head.commit[:12]}")
         with boot_twins(trees, hosts) as fleet:
-            return _run(trees, hosts, fleet, progress)
+            return dataclasses.replace(_run(trees, hosts, fleet, progress), not_rehearsed=tuple(new))
 
 
 def _run(trees: Trees, hosts: Sequence[str], fleet: TwinFleet, progress: Callable[[str], None]) -> Report:

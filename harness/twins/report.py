@@ -24,6 +24,8 @@ class Report:
     hosts: tuple[HostResult, ...]
     deploy_log: str = ""  # deploy-rs's output (what it said; the verdicts never read it)
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # Hosts the head deploys that the base has no configuration of: no twin could boot them.
+    not_rehearsed: tuple[str, ...] = ()
 
     @property
     def exit_status(self) -> int:
@@ -44,6 +46,7 @@ class Report:
             "exit_status": self.exit_status,
             "deploy_log": self.deploy_log,
             "notes": list(self.notes),
+            "not_rehearsed": list(self.not_rehearsed),
         }
 
     def markdown(self) -> str:
@@ -76,6 +79,9 @@ class Report:
             lines += [f"- {note}" for note in r.notes]
             if r.journal_tail:
                 lines += ["", "Journal of the failed units:", "", "```", r.journal_tail.rstrip(), "```"]
+        if self.not_rehearsed:
+            lines += ["", f"Not rehearsed (new in the head, no base configuration to boot a twin from): "
+                          f"{', '.join(self.not_rehearsed)}"]
         lines += [f"- {note}" for note in self.notes]
         if self.deploy_log:
             tail = "\n".join(self.deploy_log.rstrip().splitlines()[-LOG_LINES:])

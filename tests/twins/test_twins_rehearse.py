@@ -130,3 +130,19 @@ def test_a_deploy_that_never_reached_the_twins_is_not_activated_and_no_rollback(
     edge = by_host(report)["edge-1"]
     assert edge.deploy_exit_status == 2 and not edge.activated and not edge.rolled_back
     assert edge.boots_head is False and report.breaking == ["edge-1"]
+
+
+def test_a_host_new_in_the_head_is_named_as_not_rehearsed(run):
+    report, fleet = run({"flake.nix": flake({**NODES, "fresh": "10.77.0.9"}), "twin/fresh.json": describe("fresh")})
+    assert fleet.hosts == sorted(NODES, key=sorted([*NODES, "fresh"]).index)
+    assert report.not_rehearsed == ("fresh",) and report.as_json()["not_rehearsed"] == ["fresh"]
+    assert "Not rehearsed (new in the head, no base configuration to boot a twin from): fresh" in report.markdown()
+    assert report.exit_status == EXIT_OK
+
+
+def test_a_host_new_in_the_head_asked_for_by_name_is_an_error(repo, tmp_path):
+    repo.commit("head", {"flake.nix": flake({**NODES, "fresh": "10.77.0.9"})})
+    fleets: list = []
+    with pytest.raises(RehearsalError, match="--host fresh: the base has no configuration of it"):
+        rehearse(repo.path, "main~1", "main", ["fresh"], booter(tmp_path / "work", fleets), parent=tmp_path)
+    assert fleets == []
