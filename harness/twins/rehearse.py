@@ -43,7 +43,9 @@ class TwinFleet(Protocol):
 
     def deploy(self, deploy_plan: plan.DeployPlan) -> DeployOutcome:
         """Run `deploy_plan.argv` with `deploy_plan.env` in the head tree's flake, as the
-        deploy workflow runs it (deploy-rs, magic rollback as deploy.nodes arms it)."""
+        deploy workflow runs it (deploy-rs, magic rollback as deploy.nodes arms it). The argv
+        names the whole flake (`.`), as on main: the flake it runs in must have deploy.nodes for
+        exactly the booted twins (with --host, a subset of the head's hosts)."""
 
     def settle(self) -> None:
         """Return once every twin has had its confirm timeout to roll itself back."""
