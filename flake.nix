@@ -110,6 +110,8 @@
       apps.${system} = {
         scenarios = app harnessApps.scenarios;
         deploy-harness = app harnessApps.deploy-harness;
+        # `nix run .#rehearse -- --base REF --head REF [--host NAME ...]`: docs/rehearsal.md.
+        rehearse = app harnessApps.rehearse;
       };
 
       # Fast checks (evaluation, schema, lint; no VM): every push and every deploy runs

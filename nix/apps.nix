@@ -1,5 +1,6 @@
-# `nix run .#scenarios` (pytest scenarios/ from the checkout in the current directory) and
-# `nix run .#deploy-harness`, each with the flake's micro image and the tools the VMs need. The
+# `nix run .#scenarios` (pytest scenarios/ from the checkout in the current directory),
+# `nix run .#deploy-harness` and `nix run .#rehearse` (`deploy-harness rehearse`, which checks
+# out base and head with git), each with the flake's micro image and the tools the VMs need. The
 # user's own `nix` stays in charge of building the NixOS nodes (it talks to the user's daemon).
 { lib
 , writeShellApplication
@@ -9,6 +10,7 @@
 , qemu
 , vde2
 , openssh
+, git
 }:
 
 let
@@ -43,6 +45,17 @@ in
     text = ''
       ${environment}
       exec ${lib.getExe deploy-harness} "$@"
+    '';
+  };
+
+  # `nix run .#rehearse -- --base REF --head REF`: the deploy rehearsal from the checkout in
+  # the current directory (docs/rehearsal.md); the pull-request workflow's rehearse job runs it.
+  rehearse = writeShellApplication {
+    name = "ndh-rehearse";
+    runtimeInputs = tools ++ [ git ];
+    text = ''
+      ${environment}
+      exec ${lib.getExe deploy-harness} rehearse "$@"
     '';
   };
 }

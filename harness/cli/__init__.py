@@ -8,6 +8,7 @@
     deploy-harness restore --all NAME    # every node at one moment: a checkpoint
     deploy-harness logs NODE [-f]
     deploy-harness down
+    deploy-harness rehearse --base REF --head REF [--host NAME ...] [--report-dir DIR]
 
 Fleets live in `$NDH_FLEETS_DIR`, else `$XDG_RUNTIME_DIR/nixos-deploy-harness`, else
 `/tmp/ndh-<uid>`, one directory per fleet name (see harness/keep/). Every command
@@ -28,10 +29,12 @@ from . import arguments
 from .errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_RUN_ERROR, CliError
 from .fleet_commands import cmd_down, cmd_logs, cmd_status, cmd_up
 from .node_commands import cmd_restore, cmd_run, cmd_shell, cmd_snapshot
+from .rehearse_command import cmd_rehearse
 
 HANDLERS = {
     "up": cmd_up, "status": cmd_status, "shell": cmd_shell, "run": cmd_run,
     "snapshot": cmd_snapshot, "restore": cmd_restore, "logs": cmd_logs, "down": cmd_down,
+    "rehearse": cmd_rehearse,
 }
 
 

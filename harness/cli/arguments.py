@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 from .. import fleet_specs, keep
 from ..vm.guest import DEFAULT_TIMEOUT
 from .errors import EXIT_ERROR, EXIT_RUN_ERROR, RUN_USAGE, CliError
+from .rehearse_command import add_arguments as add_rehearse_arguments
 
 # `run` waits this long for the command by default (the NixOS test driver's timeout).
 RUN_TIMEOUT = DEFAULT_TIMEOUT
@@ -162,4 +163,8 @@ def parser(handlers: dict[str, Callable]) -> argparse.ArgumentParser:
 
     down = command("down", "stop a fleet and remove its state")
     down.add_argument("--all", action="store_true", help="every fleet, stale ones included")
+
+    add_rehearse_arguments(command(
+        "rehearse", "deploy a head onto twins of the hosts as a base configures them, as the deploy "
+        "workflow would, and report per host (exit 3: a host would break; docs/rehearsal.md)", fleet=False))
     return main

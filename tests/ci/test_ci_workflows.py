@@ -19,8 +19,10 @@ if not CHECK_JSONSCHEMA.exists() and shutil.which("check-jsonschema"):
     CHECK_JSONSCHEMA = Path(shutil.which("check-jsonschema"))
 PULL_REQUEST_EVENTS = {"pull_request", "pull_request_target"}
 # Runner labels for code nobody trusted yet (pull requests): nothing of the fleet is there.
-# Pull requests run only fast checks: no KVM label.
-UNTRUSTED_LABELS = {"nixos-untrusted"}
+# The rehearsal's twins need KVM: a label of their own, as untrusted as the other.
+UNTRUSTED_LABELS = {"nixos-untrusted", "nixos-untrusted-kvm"}
+# The pull request's jobs that are not a push's checks and builds: the deploy rehearsal.
+PULL_REQUEST_ONLY = {"rehearse"}
 
 
 def load(name):
@@ -115,13 +117,14 @@ def test_pull_requests_get_the_checks_and_builds_of_a_push_from_their_own_workfl
     # Renovate's auto-merge and main's branch protection wait for these.
     pull_request = load("pull-request")
     assert set(triggers(pull_request)) == {"pull_request"}
-    assert {"flake-check", "eval", "determine-hosts", "build"} == set(pull_request["jobs"])
+    assert {"flake-check", "eval", "determine-hosts", "build"} | PULL_REQUEST_ONLY == set(pull_request["jobs"])
     for name in ("build", "check"):
         on = triggers(load(name))
         assert "push" in on and not set(on) & PULL_REQUEST_EVENTS, f"{name}.yml: pull requests go to pull-request.yml"
     # The same commands as on a push, except build.yml's cache push (main only).
     def commands(name):
-        return {step["run"] for _, step in steps(load(name)) if "run" in step}
+        return {step["run"] for job, step in steps(load(name)) if "run" in step
+                and not (name == "pull-request" and job in PULL_REQUEST_ONLY)}
     pushed = commands("check") | {c for c in commands("build") if "nix copy" not in c}
     assert commands("pull-request") == pushed
 
@@ -332,4 +335,4 @@ def test_the_fast_checks_need_no_kvm_runner():
         assert not any("kvm" in label for label in runs_on(load(name)["jobs"][job_id])), f"{name}.yml job {job_id}"
     kvm_jobs = {(name, job_id) for name in NAMES for job_id, job in load(name)["jobs"].items()
                 if any("kvm" in label for label in runs_on(job))}
-    assert kvm_jobs == {("nightly", "scenarios"), ("nightly", "vm-checks")}
+    assert kvm_jobs == {("nightly", "scenarios"), ("nightly", "vm-checks"), ("pull-request", "rehearse")}

@@ -46,11 +46,12 @@ let
     qemu = drv "qemu" { };
     vde2 = drv "vde2" { };
     openssh = drv "openssh" { };
+    git = drv "git" { };
   };
 
   # The real flake.nix's outputs over a nixpkgs whose legacyPackages are these stand-ins
   # (callPackage with the names the flake and nix/ use) and a deploy-rs stand-in.
-  pkgs = lib.genAttrs [ "qemu" "vde2" "openssh" "kmod" "xz" "zstd" "cpio" "e2fsprogs" "check-jsonschema" "shellcheck" "sudo"
+  pkgs = lib.genAttrs [ "qemu" "vde2" "openssh" "kmod" "xz" "zstd" "cpio" "e2fsprogs" "check-jsonschema" "shellcheck" "sudo" "git"
     "sops" "age" "ssh-to-age" "prometheus" ]
     (name: drv name { }) // {
     inherit lib python3Packages;

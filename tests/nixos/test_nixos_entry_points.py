@@ -41,7 +41,8 @@ def test_the_package_has_exactly_pyproject_s_dependencies_and_its_entry_points()
     assert "harness.pytest_plugin" in package["pythonImportsCheck"]
 
 
-@pytest.mark.parametrize("name, program", [("scenarios", "ndh-scenarios"), ("deploy-harness", "deploy-harness")])
+@pytest.mark.parametrize("name, program", [("scenarios", "ndh-scenarios"), ("deploy-harness", "deploy-harness"),
+                                           ("rehearse", "ndh-rehearse")])
 def test_each_app_is_a_valid_script_with_the_micro_image_and_the_checkout_as_defaults(name, program):
     app = evaluate()["apps"][name]
     assert app["name"] == program
@@ -54,6 +55,12 @@ def test_each_app_is_a_valid_script_with_the_micro_image_and_the_checkout_as_def
     if shutil.which("shellcheck"):
         checked = subprocess.run(["shellcheck", "-"], input=script, capture_output=True, text=True)
         assert checked.returncode == 0, checked.stdout
+
+
+def test_the_rehearse_app_is_deploy_harness_rehearse_with_git():
+    app = evaluate()["apps"]["rehearse"]
+    assert app["text"].rstrip().endswith('exec /nix/store/python-nixos-deploy-harness/bin/deploy-harness rehearse "$@"')
+    assert "git" in app["inputs"]
 
 
 def test_the_scenarios_app_runs_pytest_on_scenarios_from_the_checkout(tmp_path):
@@ -142,6 +149,7 @@ def test_the_flake_exposes_the_package_the_image_the_apps_and_the_dev_shell():
     assert flake["apps"] == {
         "scenarios": {"type": "app", "program": "/nix/store/ndh-scenarios/bin/ndh-scenarios"},
         "deploy-harness": {"type": "app", "program": "/nix/store/deploy-harness/bin/deploy-harness"},
+        "rehearse": {"type": "app", "program": "/nix/store/ndh-rehearse/bin/ndh-rehearse"},
     }
     shell = flake["devShell"]
     # `deploy-harness` on PATH (the app's wrapper), and everything both test commands need.
