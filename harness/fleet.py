@@ -27,15 +27,31 @@ def _first_line(exc: Exception) -> str:
 
 
 # QEMU's reasons that rule snapshots out for a machine for good (a writable raw drive such as a
-# UEFI variable store, a 9p share). Any other savevm failure (a full disk: "-28", "-5") is an
-# error of the run, not a reason to cold-boot.
+# UEFI variable store, a 9p share). Any other savevm failure is an error of the run, not a
+# reason to cold-boot (a full disk is the machine's own MachineError, harness/vm/monitor.py).
 SNAPSHOTS_RULED_OUT = re.compile(
     r"does not support snapshots|No block device can accept snapshots|VirtFS|mount_tag|Migration is disabled"
 )
 
 
-# savevm's words when writing the state into the qcow2 disk failed (ENOSPC -28, EIO -5).
-WRITE_FAILED = re.compile(r"failed to save SaveStateEntry|No space left|Input/output error|: -(?:5|28)\b")
+# The longest unix socket a node has: its console (`<node dir>/shell`; `qmp` is shorter).
+_NODE_SOCKET = "shell"
+_SOCKET_PATH_MAX = 107  # bytes: sun_path holds 108 with the terminating NUL
+
+
+def _check_socket_paths(state_dir: Path, spec: FleetSpec) -> None:
+    """ValueError, naming the node and the limit, when a node's sockets would not fit in a unix
+    socket address (QEMU would only say it cannot listen on or connect to them)."""
+    for name in sorted(spec.nodes):
+        path = state_dir / name / _NODE_SOCKET
+        if len(str(path).encode()) > _SOCKET_PATH_MAX:
+            room = _SOCKET_PATH_MAX - len(str(state_dir / "" / _NODE_SOCKET).encode()) - 1
+            raise ValueError(
+                f"fleet {spec.name}: node name {name!r} makes its console socket {path} "
+                f"{len(str(path).encode())} bytes long, over the {_SOCKET_PATH_MAX} a unix socket "
+                f"address holds: use a node name of at most {max(room, 0)} characters here, or a "
+                f"shorter ${state_dirs.ENV}"
+            )
 
 
 class Fleet:
@@ -60,6 +76,12 @@ class Fleet:
         self.progress = progress
         # Unix socket paths must stay under 108 bytes: state_dirs keeps the state tree short.
         self.state_dir = Path(base_dir) if base_dir else state_dirs.make(spec.name)
+        try:
+            _check_socket_paths(self.state_dir, spec)
+        except ValueError:
+            if not base_dir:
+                shutil.rmtree(self.state_dir, ignore_errors=True)
+            raise
         self.switches: dict[int, VdeSwitch] = {}
         self.machines: dict[str, Machine] = {}
         # Slow guests (TCG) stretch every wait: boots and reboots here, QMP in each machine.
@@ -146,13 +168,6 @@ class Fleet:
                 raise exc
             if name == PRISTINE and SNAPSHOTS_RULED_OUT.search(str(exc)):
                 refused[machine.name] = _first_line(exc)
-            elif WRITE_FAILED.search(str(exc)):
-                raise QMPError(
-                    machine.name,
-                    f"{_first_line(exc)}: QEMU could not write the snapshot into its disk "
-                    f"under {self.state_dir}. Is that filesystem full? Free space there, or "
-                    "set NDH_STATE_DIR to a directory on a larger disk.",
-                ) from exc
             else:
                 raise exc
         if refused:
