@@ -39,16 +39,32 @@ class ConsoleReader(threading.Thread):
                         self._ready.wait()
                     if self._eof:
                         return
-                readable, _, _ = select.select([self._sock, self._wake_read], [], [])
+                readable = self._select([self._sock, self._wake_read], None)
+                if readable is None:
+                    return
                 if self._wake_read in readable:
                     os.read(self._wake_read, 4096)
                 if self._sock in readable and not self._receive():
                     return
         finally:
+            self._end()
             with self._ready:
                 os.close(self._wake_read)
                 os.close(self._wake_write)
                 self._wake_write = -1
+
+    def _select(self, sources: list, timeout: float | None) -> list | None:
+        """select(); None once the socket is closed (by close(), from another thread)."""
+        try:
+            readable, _, _ = select.select(sources, [], [], timeout)
+        except (OSError, ValueError):  # ValueError: a closed socket's fileno() is -1
+            return None
+        return readable
+
+    def _end(self) -> None:
+        with self._ready:
+            self._eof = True
+            self._ready.notify_all()
 
     def _receive(self) -> bool:
         """Take what the socket holds (never waiting); False at the end of the connection."""
@@ -88,8 +104,10 @@ class ConsoleReader(threading.Thread):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise pexpect.TIMEOUT("no console output")
-                readable, _, _ = select.select([self._sock], [], [], remaining)
-                if readable:
+                readable = self._select([self._sock], remaining)
+                if readable is None:
+                    self._end()
+                elif readable:
                     self._receive()
         finally:
             with self._ready:
