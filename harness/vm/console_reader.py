@@ -39,7 +39,13 @@ class ConsoleReader(threading.Thread):
                         self._ready.wait()
                     if self._eof:
                         return
-                readable, _, _ = select.select([self._sock, self._wake_read], [], [])
+                try:
+                    readable, _, _ = select.select([self._sock, self._wake_read], [], [])
+                except (ValueError, OSError):  # the socket was closed under us: the end
+                    with self._ready:
+                        self._eof = True
+                        self._ready.notify_all()
+                    return
                 if self._wake_read in readable:
                     os.read(self._wake_read, 4096)
                 if self._sock in readable and not self._receive():
