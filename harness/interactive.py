@@ -24,9 +24,9 @@ from .fleet import Fleet
 
 def pause(fleet: Fleet, reason: str = "") -> bool:
     """Wait for Enter while the fleet is free to attach to. True if it waited."""
-    from . import pytest_plugin
+    from . import plugin
 
-    config = pytest_plugin.active_config()
+    config = plugin.active_config()
     if config is None or hasattr(config, "workerinput"):  # no person behind an xdist worker
         return False
     capture = config.pluginmanager.getplugin("capturemanager")
@@ -35,7 +35,7 @@ def pause(fleet: Fleet, reason: str = "") -> bool:
     try:
         if not sys.stdin.isatty():
             return False
-        pool = pytest_plugin.fleet_pool_of(config)
+        pool = plugin.fleet_pool_of(config)
         kept = pool.kept_fleet(fleet) if pool is not None else None
         if kept is None:
             print(

@@ -35,7 +35,7 @@ python3Packages.buildPythonPackage {
   # The self-tests boot VMs and run nix: they run from a checkout (`nix run .#scenarios`,
   # `pytest tests/`), not in the build sandbox.
   doCheck = false;
-  pythonImportsCheck = [ "harness" "harness.pytest_plugin" "harness.cli" ];
+  pythonImportsCheck = [ "harness" "harness.plugin" "harness.cli" ];
 
   meta = {
     description = "pytest harness that proves a NixOS fleet's deploy-rs pipeline works, on real QEMU VMs";

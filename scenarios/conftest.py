@@ -27,7 +27,7 @@ import pytest
 
 from harness.images import micro, micro_sources
 from harness.images import nixos as nixos_image
-from harness.pytest_plugin import accel_choice, say, set_time_scale
+from harness.plugin import accel_choice, say, set_time_scale
 from scenario_fleet import NIXOS_FLEET, NIXOS_IMAGE, Homelab
 
 # Guests under TCG run several times slower than under KVM: every wait of the NixOS tier (boots,

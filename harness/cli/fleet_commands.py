@@ -11,7 +11,7 @@ import psutil
 
 from .. import accel as accel_mod
 from .. import fleet_specs, keep, state_dirs
-from ..boot_progress import BootProgress
+from .boot_progress import BootProgress
 from ..fleet import PRISTINE, Fleet
 from ..vm import MachineError, console, disk_aio
 from . import checkpoint_report, node_logs

@@ -334,9 +334,9 @@ class Backdoor:
 
     def close(self) -> None:
         try:
-            self._sock.shutdown(socket.SHUT_RDWR)
-            self._sock.close()
+            self._sock.shutdown(socket.SHUT_RDWR)  # the reader thread reads the end and returns
         except OSError:
             pass
         self._reader.join(timeout=5)
+        self._sock.close()  # after the reader: a closed socket's fd is -1, which select refuses
 

@@ -97,13 +97,6 @@ class SerialConsoleVerbs:
         self._serial_offset += match.end()
         return match.group(0).decode("utf-8", "replace")
 
-    def shell_interact(self) -> int:
-        """A root shell on this machine for the person running the test (as the driver's
-        `shell_interact`; Ctrl-] or Ctrl-D returns to the test)."""
-        from .shell_session import BackdoorShell
-
-        return BackdoorShell(self, "this test", "machine.shell_interact()").interactive()
-
     def _serial_size(self) -> int:
         return self.serial_log.stat().st_size if self.serial_log.exists() else 0
 

@@ -26,6 +26,7 @@ from .console import SerialConsoleVerbs
 from .monitor import MonitorVerbs
 from .qemu_options import PortForward, QemuLaunch, accel_flag, bound_forwards, enlarge_send_buffer
 from .qmp import QMP, QMPCommandError, QMPConnectionError
+from .shell_session import BackdoorShell
 
 __all__ = ["DEFAULT_TIMEOUT", "Machine", "PortForward", "start_all"]
 
@@ -314,6 +315,11 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, CommandFailures, Guest
     def evidence_tail(self) -> str:
         """The serial console since the last start or restore (earlier text is history)."""
         return console.excerpt(self.serial_log, start=self._evidence_from)
+
+    def shell_interact(self) -> int:
+        """A root shell on this machine for the person running the test (as the driver's
+        `shell_interact`; Ctrl-] or Ctrl-D returns to the test)."""
+        return BackdoorShell(self, "this test", "machine.shell_interact()").interactive()
 
     def forwarded_port(self, guest_port: int) -> int:
         for forward in self.forwards:

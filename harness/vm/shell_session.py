@@ -20,13 +20,11 @@ import shlex
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Iterable, TextIO
+from typing import BinaryIO, Iterable, Protocol, TextIO
 
 from .backdoor import BackdoorShellExited
 from .errors import MachineError
-
-if TYPE_CHECKING:
-    from .machine import Machine
+from .guest import DEFAULT_TIMEOUT
 
 DETACH_KEY = "\x1d"  # Ctrl-]
 _CWD_MARK = b"\x1fndh-cwd:"
@@ -53,10 +51,24 @@ def split_cwd(output: bytes) -> tuple[bytes, str | None]:
     return head, tail.decode("utf-8", "surrogateescape")
 
 
+class BackdoorMachine(Protocol):
+    """What the shell needs of a machine (a Machine is one; this module does not import it, so
+    Machine can offer `shell_interact` without an import circle)."""
+
+    name: str
+
+    @property
+    def booted(self) -> bool: ...
+
+    def succeed(self, *commands: str, timeout: float | None = None) -> str: ...
+
+    def execute_bytes(self, command: str, timeout: float | None = DEFAULT_TIMEOUT) -> tuple[int, bytes]: ...
+
+
 class BackdoorShell:
     def __init__(
         self,
-        machine: "Machine",
+        machine: BackdoorMachine,
         fleet: str,
         attach_command: str,
         out: BinaryIO | None = None,

@@ -38,7 +38,7 @@ def test_the_package_has_exactly_pyproject_s_dependencies_and_its_entry_points()
     assert sorted(package["dependencies"]) == wanted
     assert package["pyproject"] is True and package["pname"] == project["name"]
     assert package["mainProgram"] == "deploy-harness" == next(iter(project["scripts"]))
-    assert "harness.pytest_plugin" in package["pythonImportsCheck"]
+    assert "harness.plugin" in package["pythonImportsCheck"]
 
 
 @pytest.mark.parametrize("name, program", [("scenarios", "ndh-scenarios"), ("deploy-harness", "deploy-harness"),

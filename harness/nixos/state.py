@@ -1,6 +1,6 @@
 """The data model of the NixOS probes: where NixOS keeps its state (NixosPaths), a machine's
 generations, and SystemState, which decides current / booted / boot default / reboot pending
-from the facts one probe read (rules: harness/nixos.py's docstring)."""
+from the facts one probe read (rules: harness/nixos/__init__.py's docstring)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from harness.nixos_boot import (
+from harness.nixos.boot import (
     NO_GENERATION,
     BootDefault,
     BootDefaultSource,

@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from .vm import console
+from ..vm import console
 
 
 class BootProgress:

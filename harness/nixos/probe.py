@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 import shlex
 
-from harness.nixos_boot import parse_entry
-from harness.nixos_state import (
+from harness.nixos.boot import parse_entry
+from harness.nixos.state import (
     EFI_VARIABLES,
     SYSTEMD_BOOT_GUID,
     Generation,

@@ -2,7 +2,7 @@
 worker that runs its first test, so every test that asks for a fleet joins the xdist group of
 its FleetSpec, and `-n N` without `--dist` runs with `--dist loadgroup` (xdist's own default
 is `load`): all tests of one fleet go to one worker, tests without a fleet spread over the
-others (docs/snapshots.md, "Parallel runs"). Loaded by harness.pytest_plugin.
+others (docs/snapshots.md, "Parallel runs"). Loaded by harness.plugin.
 
 xdist passes groups to its scheduler as a suffix of the test ids, which pytest 9.2 no longer
 lets a plugin change (pytest-xdist issue 1386: loadgroup silently stops grouping). So each
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .specs import FleetSpec
+from ..specs import FleetSpec
 
 GROUP_PREFIX = "ndh-fleet-"
 _LOADGROUP = "ndh_loadgroup"  # workerinput: the controller schedules by group

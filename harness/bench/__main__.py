@@ -15,14 +15,14 @@ output_10mb_s      time to return 10 MB of stdout
 seq_100k_bare_s    succeed("seq 1 100000"): 100,000 short lines (median of 3, each on a freshly
                    restored guest); target: at most 1.5 x seq_100k_pipe_s, no machine lost
 seq_100k_pipe_s    the same through `| cat` in the command itself (median of 3, as above)
-xdist_speedup      harness/bench_suite (16 VM tests, two fleets) wall time with -n 1 divided by -n 2
+xdist_speedup      harness/bench/suite (16 VM tests, two fleets) wall time with -n 1 divided by -n 2
 console_floor_true_ms, console_floor_subshell_ms: the same two commands over the bare console,
-                   no engine (harness/bench_console.py); targets: succeed_true_median_ms and
+                   no engine (harness/bench/console.py); targets: succeed_true_median_ms and
                    succeed_subshell_median_ms at most 1.5 x these
 fleet4_restore_s, uefi_fleet_cold_boot_s, uefi_fleet_restore_s, kept_fleet_first_test_s:
-                   fleets of micro nodes (harness/bench_fleets.py)
+                   fleets of micro nodes (harness/bench/fleets.py)
 fleet2_restore_s, checkpoint_setup_s, checkpoint_reuse_s: checkpoints on a 2-node fleet
-                   (harness/bench_checkpoints.py); target: checkpoint_reuse_s at most
+                   (harness/bench/checkpoints.py); target: checkpoint_reuse_s at most
                    1.5 x fleet2_restore_s
 Progress goes to stderr; only the JSON goes to stdout.
 """
@@ -39,12 +39,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import bench_checkpoints, bench_console, bench_fleets, state_dirs
-from .accel import resolve
-from .images import micro
-from .vm import Machine, disk_aio, process
-from .vm.backdoor import READY_LINE
-from .vm.monitor import saved_memory
+from .. import state_dirs
+from ..accel import resolve
+from ..images import micro
+from ..vm import Machine, disk_aio, process
+from ..vm.backdoor import READY_LINE
+from ..vm.monitor import saved_memory
+from . import checkpoints, console, fleets
 
 BOOT_ROUNDS = 3
 
@@ -121,7 +122,7 @@ def command_latencies(machine: Machine, command: str, count: int = 200) -> list[
 
 
 def xdist_speedup() -> tuple[float, float, float]:
-    suite = Path(__file__).with_name("bench_suite")
+    suite = Path(__file__).with_name("suite")
     walls = []
     for workers in ("1", "2"):
         log(f"running the 16-test VM suite with -n {workers}")
@@ -144,7 +145,7 @@ def main() -> int:
     aio = disk_aio.choice()
     log(f"disk aio {aio.name}: {aio.reason}")
     result: dict[str, object] = {
-        "accel": choice.name, "cpu_cores": bench_fleets.cpu_cores(), "disk_aio": f"{aio.name}: {aio.reason}",
+        "accel": choice.name, "cpu_cores": fleets.cpu_cores(), "disk_aio": f"{aio.name}: {aio.reason}",
     }
     try:
         cold, raw = [], []
@@ -167,11 +168,11 @@ def main() -> int:
         restores, cpu = [], 0.0
         for _ in range(5):
             machine.succeed("echo dirty > /persist/dirty")
-            cpu_before = bench_fleets.cpu_seconds([machine])
+            cpu_before = fleets.cpu_seconds([machine])
             started = time.monotonic()
             machine.restore("bench")
             restores.append(time.monotonic() - started)
-            cpu += bench_fleets.cpu_seconds([machine]) - cpu_before
+            cpu += fleets.cpu_seconds([machine]) - cpu_before
         machine.fail("test -e /persist/dirty")
         result["restore_s"] = round(statistics.median(restores), 3)
         result["restore_cpu_s"] = round(cpu / 5, 3)
@@ -183,7 +184,7 @@ def main() -> int:
         slow = command_latencies(machine, "true; true")
         result["succeed_subshell_median_ms"] = round(statistics.median(slow), 2)
         log("the bare console's floor: the same commands, no engine")
-        result.update(bench_console.console_floor(image, choice.name, workdir))
+        result.update(console.console_floor(image, choice.name, workdir))
 
         log("10 MB of output")
         started = time.monotonic()
@@ -207,11 +208,11 @@ def main() -> int:
         result["seq_100k_pipe_s"] = round(statistics.median(piped), 3)
         machine.crash()
 
-        fleets = bench_fleets.fleet_restores(choice.name, workdir, log)
-        fleet_samples = fleets.pop("fleet_samples")
-        result.update(fleets)
-        result["kept_fleet_first_test_s"] = bench_fleets.kept_fleet_first_test(choice.name, workdir, log)
-        checkpoint = bench_checkpoints.checkpoint_figures(choice.name, workdir, log)
+        restores = fleets.fleet_restores(choice.name, workdir, log)
+        fleet_samples = restores.pop("fleet_samples")
+        result.update(restores)
+        result["kept_fleet_first_test_s"] = fleets.kept_fleet_first_test(choice.name, workdir, log)
+        checkpoint = checkpoints.checkpoint_figures(choice.name, workdir, log)
         fleet_samples.update(checkpoint.pop("checkpoint_samples"))
         result.update(checkpoint)
 

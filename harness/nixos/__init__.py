@@ -31,15 +31,15 @@ fake roots):
 - test branches run from the fleet's own `homelab-test` profile (lib/test-branch-activation.nix):
   `test_generations` lists it, `running_test_generation` is its N that runs now, else -1.
 
-Modules: nixos_state (the model and the decisions), nixos_boot (systemd-boot's rules),
-nixos_probe (the guest command and its parser); this module re-exports their public names.
+Modules: state.py (the model and the decisions), boot.py (systemd-boot's rules),
+probe.py (the guest command and its parser); this package re-exports their public names.
 """
 
 from __future__ import annotations
 
 # The model, the boot-loader rules and the probe live in their own modules; their public names
 # are re-exported here, where scenarios and tests import them from.
-from harness.nixos_boot import (  # noqa: F401
+from harness.nixos.boot import (  # noqa: F401
     NO_GENERATION,
     BootDefault,
     BootDefaultSource,
@@ -50,9 +50,9 @@ from harness.nixos_boot import (  # noqa: F401
     loader_conf_value,
     parse_entry,
 )
-from harness.nixos_probe import parse_probe_output, probe_script  # noqa: F401
+from harness.nixos.probe import parse_probe_output, probe_script  # noqa: F401
 from harness.vm.guest import ShellMachine
-from harness.nixos_state import (  # noqa: F401
+from harness.nixos.state import (  # noqa: F401
     EFI_VARIABLES,
     SYSTEMD_BOOT_GUID,
     Generation,

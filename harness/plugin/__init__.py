@@ -25,13 +25,13 @@ from pathlib import Path
 
 import pytest
 
-from . import accel as accel_mod
-from . import keep, state_dirs
-from .fleet import PRISTINE, Fleet, FleetSpec
-from .vm import console, disk_aio, process
+from .. import accel as accel_mod
+from .. import keep, state_dirs
+from ..fleet import PRISTINE, Fleet, FleetSpec
+from ..vm import console, disk_aio, process
 
 # Fleets and pytest-xdist: the tests of one fleet run in one worker (one fleet per run).
-pytest_plugins = ["harness.pytest_xdist_fleets"]
+pytest_plugins = ["harness.plugin.xdist_fleets"]
 
 # Lines of each node's serial log and transcript a failed test's report (and JUnit XML) carries.
 JUNIT_TAIL_LINES = 40

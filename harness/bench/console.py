@@ -24,9 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from .images import micro
-from .vm import process
-from .vm.backdoor import READY_LINE
+from ..images import micro
+from ..vm import process
+from ..vm.backdoor import READY_LINE
 
 SAMPLES = 200
 MARK = b"\x02ndh-floor:"

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .bench_fleets import timed_restores
-from .fleet import PRISTINE, Fleet, FleetSpec, NodeSpec
+from .fleets import timed_restores
+from ..fleet import PRISTINE, Fleet, FleetSpec, NodeSpec
 
 REUSES = 5
 # About 5 s of guest CPU per node, whatever the accelerator: the loop watches the clock.

@@ -5,7 +5,7 @@ deploy-rs exits but leaves its `activate-rs wait` ssh running for up to the acti
 (240 s by default), holding every pipe it inherited. So `deploy` writes to a log file, the shell
 prints the exit status, and the log is read from the file afterwards.
 
-The log is parsed by harness.deploy_log (what deploy-rs *said*, never what the target *is*);
+The log is parsed by harness.deploy.log (what deploy-rs *said*, never what the target *is*);
 its public names are re-exported here.
 """
 
@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from harness.deploy_log import (  # noqa: F401  (re-exported: scenarios import them from here)
+from harness.deploy.log import (  # noqa: F401  (re-exported: scenarios import them from here)
     GUEST_TIMEOUT_EXIT,
     DeployMode,
     DeployResult,

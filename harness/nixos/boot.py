@@ -1,7 +1,7 @@
 """systemd-boot's choices as the probes and the generation exporter read them: entry ids,
 loader.conf values, entry files, which entry a choice selects, and the boot loader's summary.
 
-The rules are stated in harness/nixos.py's docstring; entry files and loader.conf are the ones
+The rules are stated in harness/nixos/__init__.py's docstring; entry files and loader.conf are the ones
 nixpkgs' systemd-boot-builder.py writes (`nixos-generation-N.conf`, or `nixos-<p>-generation-N`
 for profiles/system-profiles/<p>; loader.conf's `default` names the entry of the configuration
 being activated, and deploy-rs's activate.nixos deletes that line after a switch).

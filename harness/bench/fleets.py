@@ -26,8 +26,8 @@ from typing import Callable
 
 import psutil
 
-from .fleet import Fleet, FleetSpec, NodeSpec
-from .images import micro
+from ..fleet import Fleet, FleetSpec, NodeSpec
+from ..images import micro
 
 RESTORES = 5
 
