@@ -30,12 +30,16 @@ def tag(token: str) -> str:
 
 def start_line(token: str) -> str:
     """Shell code for the backdoor shell: start its watcher unless one runs (`__ndh_w_PID`
-    set: also after a reconnect, and in every snapshot taken after the first connect). SIGHUP
-    ignored: the console's hangup sends it to the shell's process group, and systemd sends
-    KillSignal to the rest of the service when its main process dies."""
+    set: also after a reconnect, and in every snapshot taken after the first connect), and
+    wait until it ignores SIGHUP: the console's hangup sends that to the shell's process group,
+    and systemd sends KillSignal to the rest of the service when its main process dies."""
     return (
-        "[ -n \"${__ndh_w_PID-}\" ] || { coproc __ndh_w { trap '' HUP; read -r _; "
-        f"echo '{MARK}:{tag(token)}: the backdoor shell died without running its traps (SIGKILL?)' >&2; }}; }}; "
+        "[ -n \"${__ndh_w_PID-}\" ] || { coproc __ndh_w { trap '' HUP; echo; read -r _; "
+        f"echo '{MARK}:{tag(token)}: the backdoor shell died without running its traps (SIGKILL?)' >&2; }}; "
+        # Wait for its first line: it ignores SIGHUP from then on. A snapshot taken before that
+        # (the pristine one, right after the first connect) would restore a watcher that the
+        # console's hangup kills before it can say anything.
+        "read -r -u \"${__ndh_w[0]}\" _; }; "
     )
 
 
