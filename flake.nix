@@ -97,6 +97,9 @@
       # deploys to booted twins from here (docs/twins.md, "Booting twins").
       twinDeploy = import ./lib/twin-deploy.nix { deployNodes = deployNodes; } self.nixosConfigurations;
 
+      # What `deploy-harness up --twins` reads before it builds anything (lib/twin-facts.nix).
+      twinFacts = import ./lib/twin-facts.nix self.nixosConfigurations;
+
       # The twins' deployer VM (twins/deployer.nix): system.build.vm is what the harness boots.
       twinDeployer = nixpkgs.lib.nixosSystem {
         modules = [

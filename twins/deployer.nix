@@ -82,6 +82,14 @@ in
       flake-registry = "";
     };
 
+    # The harness copies the head's flake, its inputs and the twins' profiles in with `nix copy`
+    # over QEMU's user network (a port forwarded to 22 on the restricted eth0), as root with the
+    # same TEST ONLY key: the deployer's store then holds everything a deploy needs, offline.
+    services.openssh.enable = true;
+    users.users.root.openssh.authorizedKeys.keys = [
+      (lib.removeSuffix "\n" (builtins.readFile ../test/fleet/keys/twin-deploy-ed25519.pub))
+    ];
+
     # The TEST ONLY deploy key as root's default identity; twins authorize its public half.
     system.activationScripts.ndh-twin-deploy-key = ''
       install -D -m 0600 ${../test/fleet/keys/twin-deploy-ed25519} /root/.ssh/id_ed25519

@@ -42,12 +42,15 @@ def test_deployer_is_on_the_vlan_offline_with_the_test_key() -> None:
         "{ eth1 = c.networking.interfaces.eth1.ipv4.addresses; nic = c.virtualisation.qemu.options; "
         "subs = c.nix.settings.substituters; restrict = c.virtualisation.restrictNetwork; "
         "key = c.system.activationScripts.ndh-twin-deploy-key; vlans = c.virtualisation.vlans; "
-        "backdoor = c.testing.backdoor; packages = map (p: p.name) c.environment.systemPackages; }")
+        "backdoor = c.testing.backdoor; packages = map (p: p.name) c.environment.systemPackages; "
+        "rootKeys = c.users.users.root.openssh.authorizedKeys.keys; sshd = c.services.openssh.enable; }")
     assert facts["eth1"] == [{"address": "192.168.0.2", "prefixLength": 24}]
     assert any("QEMU_VDE_SOCKET_1" in option for option in facts["nic"]) and facts["vlans"] == []
     assert facts["subs"] == [] and facts["restrict"] is True and facts["backdoor"] is True
     assert "twin-deploy-ed25519" in facts["key"] and "/root/.ssh/id_ed25519" in facts["key"]
     assert facts["packages"] == ["deploy-rs"]
+    public = (REPO / "test" / "fleet" / "keys" / "twin-deploy-ed25519.pub").read_text().strip()
+    assert facts["rootKeys"] == [public] and facts["sshd"] is True
 
 
 def test_deployer_refuses_a_twin_s_address() -> None:
