@@ -2,13 +2,14 @@
 # evaluated hosts. Builtins only: the tests evaluate it over the real hosts with NixOS stand-ins.
 #
 #   import ./lib/twin-facts.nix nixosConfigurations
-#   => { <Host> = { address; standIn; deployable; cache; memoryMiB; targetHost; }; ... }
+#   => { <Host> = { address; standIn; deployable; cache; memoryMiB; targetHost; sshUser; confirmTimeout; }; ... }
 #
 #   address, standIn  the twin's address on the VLAN (homelab.twin.addresses, lib/twin-addresses.nix)
 #   deployable        the host has the deploy user, so it is a deploy-rs node
 #   cache             the host serves the fleet's binary cache (homelab.services.harmonia.enable)
 #   memoryMiB         the twin's virtualisation.memorySize
 #   targetHost        homelab.deploy.targetHost, the name or address deploy-rs connects to
+#   sshUser, confirmTimeout  homelab.deploy's: who deploy-rs logs in as, how long magic rollback waits
 nixosConfigurations:
 builtins.mapAttrs
   (_: nixos:
@@ -22,6 +23,6 @@ builtins.mapAttrs
       deployable = nixos.config.homelab.users.deploy.enable or false;
       cache = nixos.config.homelab.services.harmonia.enable or false;
       memoryMiB = twin.virtualisation.memorySize;
-      targetHost = nixos.config.homelab.deploy.targetHost;
+      inherit (nixos.config.homelab.deploy) targetHost sshUser confirmTimeout;
     })
   nixosConfigurations

@@ -37,13 +37,15 @@ class TwinFacts:
     cache: bool
     memory_mib: int
     target_host: str
+    ssh_user: str = "deploy"
+    confirm_timeout: int = 30
 
 
 def facts_from_json(data: Mapping[str, Any]) -> dict[str, TwinFacts]:
     try:
         return {
             host: TwinFacts(str(f["address"]), bool(f["standIn"]), bool(f["deployable"]), bool(f["cache"]),
-                            int(f["memoryMiB"]), str(f["targetHost"]))
+                            int(f["memoryMiB"]), str(f["targetHost"]), str(f["sshUser"]), int(f["confirmTimeout"]))
             for host, f in data.items()
         }
     except (KeyError, TypeError, ValueError) as exc:

@@ -40,13 +40,14 @@ def kvm_problem(requested: str, device: str = KVM_DEVICE) -> Optional[str]:
 
 def nixos_twins(accel_name: str) -> Optional[BootTwins]:
     """The NixOS twin fleet: twins built from each host's own configuration (docs/twins.md)
-    and a deployer, behind the `TwinFleet` interface of harness/twins/rehearse.py. It is not
-    part of this harness yet, so there is none to return."""
-    del accel_name
-    return None
+    and a deployer, behind the `TwinFleet` interface of harness/twins/rehearse.py
+    (harness/twins/twin_fleet.py)."""
+    from .twin_fleet import booter  # twin_fleet reads this module's checks
+
+    return booter(accel_name)
 
 
-TWINS_MISSING = ("the NixOS twin fleet is not part of this harness yet (harness/twins/rehearse.py "
+TWINS_MISSING = ("the NixOS twin fleet is not part of this harness (harness/twins/rehearse.py "
                  "defines the TwinFleet interface it must implement; docs/rehearsal.md)")
 
 
