@@ -34,7 +34,7 @@ def kvm_problem(requested: str, device: str = KVM_DEVICE) -> Optional[str]:
     if requested == "auto":
         choice = accel.resolve("auto")  # boots a bare guest under KVM once per host, cached
         if choice.name != "kvm":
-            return f"KVM does not run guests here ({choice.reason}); pass --accel tcg to rehearse anyway (very slow)"
+            return f"KVM does not run guests here ({choice.reason}); pass --accel tcg to boot them anyway (very slow)"
     return None
 
 
