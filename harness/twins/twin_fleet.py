@@ -98,7 +98,8 @@ def ssh_answers_command(target_host: str, user: str) -> str:
 
 def still_activating_command() -> str:
     """Succeeds while deploy-rs's activation (activate-rs, waiting for its confirmation) runs."""
-    return "pgrep -f '[a]ctivate-rs' >/dev/null"
+    # No pgrep needed; the bracket keeps grep from finding its own command line.
+    return "grep -qs '[a]ctivate-rs' /proc/[0-9]*/cmdline"
 
 
 class TwinsOnFleet:
