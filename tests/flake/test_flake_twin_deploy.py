@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 from flake_modules_lib import HOSTS, REPO, evaluate_fleet, fleet_expr, nix_path
 
@@ -26,13 +25,13 @@ ACTIVATE = (
 )
 
 
-def nodes(generator: str, hosts: str = "null", test_host: str = "") -> dict:
+def nodes(generator: str, test_host: str = "") -> dict:
     select = (
         f"let {ACTIVATE} deployNodes = import {DEPLOY_NODES} {{ inherit activate; testHost = {json.dumps(test_host)}; }}; "
         f"d = {generator}; in builtins.mapAttrs (_: n: n // {{ profiles = builtins.mapAttrs "
         "(_: p: if p ? profilePath then p else p // { path = builtins.fromJSON p.path; }) n.profiles; }) d.nodes"
     )
-    return evaluate_fleet(select.replace("GEN_HOSTS", hosts))
+    return evaluate_fleet(select)
 
 
 def twin_nodes(hosts: str = "null") -> dict:
