@@ -92,6 +92,29 @@
 
       deploy = deployNodes self.nixosConfigurations;
 
+      # The twins as deploy-rs nodes (lib/twin-deploy.nix): the same generator, each node's
+      # profile the twin's own system (its vmVariant's toplevel), not the host's. The harness
+      # deploys to booted twins from here (docs/twins.md, "Booting twins").
+      twinDeploy = import ./lib/twin-deploy.nix { deployNodes = deployNodes; } self.nixosConfigurations;
+
+      # What `deploy-harness up --twins` reads before it builds anything (lib/twin-facts.nix).
+      twinFacts = import ./lib/twin-facts.nix self.nixosConfigurations;
+
+      # The twins' deployer VM (twins/deployer.nix): system.build.vm is what the harness boots.
+      twinDeployer = nixpkgs.lib.nixosSystem {
+        modules = [
+          ./twins/deployer.nix
+          {
+            nixpkgs.hostPlatform = system;
+            homelab.twinDeployer = {
+              twinAddresses = import ./lib/twin-addresses.nix { } self.nixosConfigurations;
+              deployRs = deploy-rs.packages.${system}.default;
+              preload = map (node: node.profiles.system.path) (builtins.attrValues self.twinDeploy.nodes);
+            };
+          }
+        ];
+      };
+
       nixosModules = {
         default = ./modules;
         deploy-user = ./users/deploy;

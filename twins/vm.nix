@@ -108,6 +108,14 @@ in
       sopsFile = mkForce "${testSecrets}/${fileOf name}";
     });
 
+    # -- Deploying: the twins' deployer logs in with the test deploy key --------------------
+    # The host's own deploy keys (hosts/deploy-keys.nix) stay; their private halves are CI's and
+    # people's, never the harness's. The twin deployer (./deployer.nix) holds the private half of
+    # this TEST ONLY key, which reaches nothing but twins on their VLAN.
+    homelab.users.deploy.authorizedKeys = lib.mkIf config.homelab.users.deploy.enable [
+      (lib.removeSuffix "\n" (builtins.readFile ../test/fleet/keys/twin-deploy-ed25519.pub))
+    ];
+
     # -- Internet-facing parts -----------------------------------------------------------------
     # Only the fleet's own cache (when the host uses it, itself a twin on the VLAN): nixpkgs
     # adds cache.nixos.org to every system's substituters.

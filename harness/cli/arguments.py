@@ -121,9 +121,12 @@ def parser(handlers: dict[str, Callable]) -> argparse.ArgumentParser:
         return sub
 
     up = command("up", "boot a fleet and leave it running in the background", fleet=False)
-    up.add_argument("--spec", default=fleet_specs.DEFAULT,
+    up.add_argument("--spec", default=None,
                     help=f"built-in spec ({', '.join(fleet_specs.BUILTIN)}), FILE.json, or FILE.py:NAME "
                     f"naming a FleetSpec (default: {fleet_specs.DEFAULT}: nodes alpha and beta on VLAN 1)")
+    up.add_argument("--twins", metavar="HOST,HOST",
+                    help="boot these hosts' twins (folders of hosts/), the cache host's twin and a deployer "
+                    "on one VLAN at the hosts' addresses instead of --spec (docs/twins.md; needs Nix >= 2.18 and KVM)")
     up.add_argument("--name", help="fleet name (default: the spec's name)")
     up.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
                     help="VM accelerator; auto probes that KVM really boots a guest (default: auto)")

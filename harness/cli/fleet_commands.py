@@ -22,7 +22,8 @@ from .errors import EXIT_ERROR, CliError
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    spec = fleet_specs.load(args.spec)
+    twins = _twins(args)
+    spec = twins.spec if twins else fleet_specs.load(args.spec or fleet_specs.DEFAULT)
     name = keep.check_name(args.name or keep.dir_name_for(spec.name))
     if name != spec.name:
         spec = dataclasses.replace(spec, name=name)
@@ -46,6 +47,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         try:
             with progress:
                 fleet.boot()
+                if twins:
+                    twins.after_boot(fleet)
         except Exception as exc:  # the image or the VMs: a message for the user, not a bug
             raise CliError(f"fleet {name} did not boot: {type(exc).__name__}: {exc}") from exc
         try:
@@ -65,6 +68,20 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(pristine)
     print("\n".join(keep.how_to_attach(name, spec.nodes, directory)))
     return 0
+
+
+def _twins(args: argparse.Namespace):
+    """The twin fleet of `up --twins` (harness/twins/up_twins.py), or None."""
+    if not getattr(args, "twins", None):
+        return None
+    if args.spec is not None:
+        raise CliError("up: --twins and --spec name two different fleets; give one of them")
+    from ..twins import up_twins
+
+    try:
+        return up_twins.setup(args.twins, args.accel, name=args.name)
+    except up_twins.TwinsRefused as refusal:
+        raise CliError(f"up: {refusal}") from None
 
 
 # -- status, logs, down ---------------------------------------------------------------------------

@@ -34,19 +34,20 @@ def kvm_problem(requested: str, device: str = KVM_DEVICE) -> Optional[str]:
     if requested == "auto":
         choice = accel.resolve("auto")  # boots a bare guest under KVM once per host, cached
         if choice.name != "kvm":
-            return f"KVM does not run guests here ({choice.reason}); pass --accel tcg to rehearse anyway (very slow)"
+            return f"KVM does not run guests here ({choice.reason}); pass --accel tcg to boot them anyway (very slow)"
     return None
 
 
 def nixos_twins(accel_name: str) -> Optional[BootTwins]:
     """The NixOS twin fleet: twins built from each host's own configuration (docs/twins.md)
-    and a deployer, behind the `TwinFleet` interface of harness/twins/rehearse.py. It is not
-    part of this harness yet, so there is none to return."""
-    del accel_name
-    return None
+    and a deployer, behind the `TwinFleet` interface of harness/twins/rehearse.py
+    (harness/twins/twin_fleet.py)."""
+    from .twin_fleet import booter  # twin_fleet reads this module's checks
+
+    return booter(accel_name)
 
 
-TWINS_MISSING = ("the NixOS twin fleet is not part of this harness yet (harness/twins/rehearse.py "
+TWINS_MISSING = ("the NixOS twin fleet is not part of this harness (harness/twins/rehearse.py "
                  "defines the TwinFleet interface it must implement; docs/rehearsal.md)")
 
 

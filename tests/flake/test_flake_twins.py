@@ -30,6 +30,9 @@ TWIN_CHANGES = {
     ("services", "timesyncd"), ("nix", "settings", "substituters"),
     ("systemd", "services", "backdoor"), ("systemd", "services", "serial-getty@ttyS0"),
     ("systemd", "services", "serial-getty@hvc0"), ("users", "users", "root", "hashedPasswordFile"),
+    # The twins' deployer's TEST ONLY key, added to the host's (test_flake_twin_deploy.py checks
+    # it is exactly one key more).
+    ("homelab", "users", "deploy", "authorizedKeys"), ("users", "users", "deploy", "openssh"),
 }
 
 # The facts of one twin that the checks below read; `t` is the twin, `h` its host, `vm` the

@@ -1,0 +1,28 @@
+# What the harness needs to know to boot twins (harness/twins/fleet_spec.py), read from the
+# evaluated hosts. Builtins only: the tests evaluate it over the real hosts with NixOS stand-ins.
+#
+#   import ./lib/twin-facts.nix nixosConfigurations
+#   => { <Host> = { address; standIn; deployable; cache; memoryMiB; targetHost; sshUser; confirmTimeout; }; ... }
+#
+#   address, standIn  the twin's address on the VLAN (homelab.twin.addresses, lib/twin-addresses.nix)
+#   deployable        the host has the deploy user, so it is a deploy-rs node
+#   cache             the host serves the fleet's binary cache (homelab.services.harmonia.enable)
+#   memoryMiB         the twin's virtualisation.memorySize
+#   targetHost        homelab.deploy.targetHost, the name or address deploy-rs connects to
+#   sshUser, confirmTimeout  homelab.deploy's: who deploy-rs logs in as, how long magic rollback waits
+nixosConfigurations:
+builtins.mapAttrs
+  (_: nixos:
+    let
+      twin = nixos.config.virtualisation.vmVariant;
+      addresses = nixos.config.homelab.twin.addresses;
+      self = addresses.${nixos.config.networking.hostName};
+    in
+    {
+      inherit (self) address standIn;
+      deployable = nixos.config.homelab.users.deploy.enable or false;
+      cache = nixos.config.homelab.services.harmonia.enable or false;
+      memoryMiB = twin.virtualisation.memorySize;
+      inherit (nixos.config.homelab.deploy) targetHost sshUser confirmTimeout;
+    })
+  nixosConfigurations

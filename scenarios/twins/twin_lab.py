@@ -1,0 +1,113 @@
+"""Booted twins for the scenarios: deploys as the deploy workflow runs them (on the twins'
+deployer, harness/twins/twin_fleet.py), variants of this checkout to deploy, and the state
+probes the scenarios already use (harness/nixos.py). Every check reads the twins, never
+deploy-rs's words."""
+from __future__ import annotations
+
+import contextlib
+import shlex
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+from harness import accel as accel_mod
+from harness import nixos
+from harness.fleet import Fleet
+from harness.images.nixos import REPO
+from harness.twins import twin_fleet
+from harness.twins.fleet_spec import DEPLOYER, TwinFacts, twin_spec
+from harness.twins.plan import DeployPlan
+from harness.twins.rehearse import DeployOutcome
+from scenario_fleet import parse_metrics
+
+GUINEA_PIG = "Development"
+CHECKPOINT = "twins-booted"
+VARIANT_FILE = "/etc/ndh-twin-variant"
+TEXTFILE = "/var/lib/prometheus-node-exporter-text/nixos_generation.prom"
+# Where flake.nix gives every host its extra modules (lib/fleet-hosts.nix's `modules`).
+MODULES_LINE = "modules = [ sops-nix.nixosModules.sops ];"
+
+
+def variant_tree(parent: Path, label: str, extra: str = "") -> Path:
+    """A git worktree of this checkout's HEAD whose hosts all carry `/etc/ndh-twin-variant` =
+    `label` (and the module text `extra`): a system that differs from the booted one."""
+    tree = parent / label
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), "HEAD"],
+                   check=True, capture_output=True)
+    flake = tree / "flake.nix"
+    text = flake.read_text()
+    if MODULES_LINE not in text:
+        raise AssertionError(f"flake.nix no longer has `{MODULES_LINE}`: update twin_lab.variant_tree")
+    module = f'({{ lib, ... }}: {{ environment.etc."ndh-twin-variant".text = "{label}"; {extra} }})'
+    flake.write_text(text.replace(MODULES_LINE, f"modules = [ sops-nix.nixosModules.sops {module} ];"))
+    subprocess.run(["git", "-C", str(tree), "add", "flake.nix"], check=True)
+    return tree
+
+
+class TwinLab:
+    def __init__(self, fleet: Fleet, facts: Mapping[str, TwinFacts], hosts: Sequence[str], scratch: Path) -> None:
+        self.fleet, self.facts, self.hosts, self.scratch = fleet, facts, list(hosts), scratch
+
+    def __getitem__(self, host: str):
+        return self.fleet[host]
+
+    @property
+    def deployable(self) -> list[str]:
+        return [host for host in self.hosts if self.facts[host].deployable]
+
+    def restore(self) -> None:
+        self.fleet.restore(CHECKPOINT)
+
+    def state(self, host: str) -> nixos.SystemState:
+        return nixos.probe_system(self.fleet[host])
+
+    def variant(self, host: str) -> str | None:
+        status, text = self.fleet[host].execute(f"cat {VARIANT_FILE}")
+        return text.strip() if status == 0 else None
+
+    def on(self, tree: Path, hosts: Sequence[str] | None = None) -> twin_fleet.TwinsOnFleet:
+        return twin_fleet.TwinsOnFleet(self.fleet, self.facts, tree, list(hosts or self.deployable))
+
+    def deploy_main(self, tree: Path, *, boot: bool = False) -> DeployOutcome:
+        argv = ("deploy", "--skip-checks", *(("--boot",) if boot else ()), ".")
+        return self._deploy(tree, self.deployable, argv, {})
+
+    def deploy_test(self, tree: Path, host: str = GUINEA_PIG) -> DeployOutcome:
+        argv = ("deploy", "--skip-checks", f".#{host}.test", "--", "--impure")
+        return self._deploy(tree, [host], argv, {"HOMELAB_DEPLOY_TEST_HOST": host})
+
+    def _deploy(self, tree: Path, hosts: Sequence[str], argv: Sequence[str], env: dict) -> DeployOutcome:
+        plan = DeployPlan(mode="boot" if "--boot" in argv else "switch", hosts=tuple(hosts), argv=tuple(argv),
+                          env=env, build=(), command=shlex.join(argv), reason="scenario")
+        fleet = self.on(tree, hosts)
+        outcome = fleet.deploy(plan)
+        fleet.settle()
+        return outcome
+
+    def ssh_answers(self, host: str) -> bool:
+        return self.on(REPO, [host]).ssh_answers(host)
+
+    def reboot(self, host: str) -> None:
+        self.fleet[host].reboot()
+
+    def exporter_metrics(self, host: str) -> dict[str, float]:
+        status, text = self.fleet[host].execute(f"cat {TEXTFILE}")
+        return parse_metrics(text) if status == 0 else {}
+
+
+@contextlib.contextmanager
+def boot_lab(facts: Mapping[str, TwinFacts], hosts: Sequence[str], accel: str) -> Iterator[TwinLab]:
+    spec = twin_spec(facts, hosts, name="scenario-twins")
+    fleet = Fleet(spec, accel=accel_mod.resolve(accel).name, boot_timeout=900)
+    with tempfile.TemporaryDirectory(prefix="ndh-twin-trees-") as scratch:
+        try:
+            fleet.boot()
+            twin_fleet.prepare(fleet, [node for node in spec.nodes if node != DEPLOYER])
+            fleet.snapshot(CHECKPOINT)
+            yield TwinLab(fleet, facts, [n for n in spec.nodes if n != DEPLOYER], Path(scratch))
+        finally:
+            fleet.close()
+            for tree in Path(scratch).iterdir():
+                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)],
+                               capture_output=True)

@@ -1,0 +1,77 @@
+"""The twin fleet spec (harness/twins/fleet_spec.py) built from facts that lib/twin-facts.nix
+evaluates over the real hosts (lib/fleet-hosts.nix with module-eval.nix's NixOS stand-ins, as
+tests/flake does; nixpkgs' real lib, sops-nix's module): nodes, addresses, VLAN, the cache's twin,
+the deployer; the --twins list's checks. Needs NIXPKGS_LIB and SOPS_NIX (ci/with-nix-inputs)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.specs import FleetSpec
+from harness.twins import fleet_spec
+from harness.twins.fleet_spec import DEPLOYER, TwinFacts, TwinImage, TwinsError
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "flake"))
+from flake_modules_lib import fleet_expr, nix_path  # noqa: E402
+
+HOSTS = sorted(p.name for p in (REPO / "hosts").iterdir() if p.is_dir())
+
+
+@pytest.fixture(scope="module")
+def facts() -> dict[str, TwinFacts]:
+    expr = fleet_expr(f"import {nix_path(REPO / 'lib' / 'twin-facts.nix')} fleet")
+    done = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return fleet_spec.facts_from_json(json.loads(done.stdout))
+
+
+def test_facts_are_the_hosts_twin_addresses(facts) -> None:
+    assert sorted(facts) == HOSTS
+    assert facts["Development"].address == "192.168.0.91" and not facts["Development"].stand_in
+    assert facts["Production"].address == "192.168.0.249" and facts["Production"].stand_in
+    assert facts["Production"].target_host == "Production"
+    assert all(f.memory_mib == 2048 for f in facts.values())
+    assert not any(f.cache for f in facts.values()), "no host serves the cache today"
+
+
+def test_spec_of_two_twins_and_the_deployer(facts) -> None:
+    spec = fleet_spec.twin_spec(facts, ["Development", "Production"], flake="/fleet")
+    assert isinstance(spec, FleetSpec) and sorted(spec.nodes) == ["Development", "Production", DEPLOYER]
+    assert all(node.vlans == (1,) for node in spec.nodes.values())
+    assert spec.nodes["Development"].allow_reboot and not spec.nodes[DEPLOYER].allow_reboot
+    assert spec.nodes[DEPLOYER].forward_ports == (22,)
+    assert spec.image == TwinImage(flake="/fleet", hosts=("Development", "Production"))
+    assert spec.image.installable("Production") == "/fleet#nixosConfigurations.Production.config.system.build.vm"
+    assert spec.image.installable(DEPLOYER) == "/fleet#twinDeployer.config.system.build.vm"
+
+
+def test_the_cache_host_s_twin_comes_along(facts) -> None:
+    with_cache = dict(facts, Ingress=TwinFacts(**{**facts["Ingress"].__dict__, "cache": True}))
+    spec = fleet_spec.twin_spec(with_cache, ["Development"], flake="/fleet")
+    assert sorted(spec.nodes) == ["Development", "Ingress", DEPLOYER]
+    assert spec.image.hosts == ("Development", "Ingress")
+
+
+def test_twins_list_is_checked_against_hosts_folders() -> None:
+    known = fleet_spec.host_folders(REPO)
+    assert known == HOSTS
+    assert fleet_spec.parse_twins("Development,Production", known) == ["Development", "Production"]
+    with pytest.raises(TwinsError, match=r"no host named development \(did you mean Development\?\), Nosuch"):
+        fleet_spec.parse_twins("development,Nosuch", known)
+    with pytest.raises(TwinsError, match="named twice"):
+        fleet_spec.parse_twins("Niko,Niko", known)
+    for bad in ("", "Niko,", ","):
+        with pytest.raises(TwinsError, match="separated by commas"):
+            fleet_spec.parse_twins(bad, known)
+
+
+def test_shared_addresses_are_refused(facts) -> None:
+    clash = dict(facts, Niko=TwinFacts(**{**facts["Niko"].__dict__, "address": facts["Development"].address}))
+    with pytest.raises(TwinsError, match="share an address"):
+        fleet_spec.twin_spec(clash, ["Development", "Niko"], flake="/fleet")
