@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..twins import requirements, worktrees
+from ..twins import requirements, twin_fleet, worktrees
 from ..twins.observe import ObservationError
 from ..twins.observations import EXIT_ERROR
 from ..twins.rehearse import rehearse
@@ -40,13 +40,12 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     except worktrees.RehearsalError as error:
         raise CliError(str(error), EXIT_ERROR) from None
     problems = requirements.missing(args.accel)
-    booter = requirements.nixos_twins(args.accel)
-    if problems or booter is None:
-        lines = "\n".join(f"  - {problem}" for problem in problems or [requirements.TWINS_MISSING])
+    if problems:
+        lines = "\n".join(f"  - {problem}" for problem in problems)
         raise CliError(f"rehearse: cannot boot NixOS twins on this machine; nothing was rehearsed:\n{lines}",
                        EXIT_ERROR)
     try:
-        report = rehearse(repo, args.base, args.head, args.hosts, booter,
+        report = rehearse(repo, args.base, args.head, args.hosts, twin_fleet.booter(args.accel),
                           progress=lambda line: print(f"rehearse: {line}", file=sys.stderr, flush=True))
     except (worktrees.RehearsalError, ObservationError) as error:  # nothing reported: it did not finish
         raise CliError(f"rehearse: {error}", EXIT_ERROR) from None

@@ -9,7 +9,6 @@ from typing import Optional
 
 from harness import accel, nix
 
-from .rehearse import BootTwins
 
 KVM_DEVICE = "/dev/kvm"
 
@@ -38,22 +37,6 @@ def kvm_problem(requested: str, device: str = KVM_DEVICE) -> Optional[str]:
     return None
 
 
-def nixos_twins(accel_name: str) -> Optional[BootTwins]:
-    """The NixOS twin fleet: twins built from each host's own configuration (docs/twins.md)
-    and a deployer, behind the `TwinFleet` interface of harness/twins/rehearse.py
-    (harness/twins/twin_fleet.py)."""
-    from .twin_fleet import booter  # twin_fleet reads this module's checks
-
-    return booter(accel_name)
-
-
-TWINS_MISSING = ("the NixOS twin fleet is not part of this harness (harness/twins/rehearse.py "
-                 "defines the TwinFleet interface it must implement; docs/rehearsal.md)")
-
-
 def missing(accel_name: str, device: str = KVM_DEVICE) -> list[str]:
     """Every missing requirement, in the order a person would fix them."""
-    problems = [p for p in (nix_problem(), kvm_problem(accel_name, device)) if p]
-    if nixos_twins(accel_name) is None:
-        problems.append(TWINS_MISSING)
-    return problems
+    return [p for p in (nix_problem(), kvm_problem(accel_name, device)) if p]
