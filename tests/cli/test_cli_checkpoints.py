@@ -13,6 +13,9 @@ import sys
 import pytest
 
 FLEET = "cps"
+# The tests build on each other (the setup runs they count), so one worker runs them all, in
+# file order: without a group, xdist spread them and a worker saw a history it did not make.
+pytestmark = pytest.mark.xdist_group("cli-checkpoints")
 
 # The child run's test: checkpoint `baseline` writes a random stamp on each node and returns
 # them; every use checks the nodes hold the stamps it returns. Each setup run appends its
