@@ -18,6 +18,12 @@ from harness.nixos.state import (
 )
 
 _END_MARKER = "probe-end"
+# Without `readlink -e` every fact would silently read as "absent" (busybox's readlink has no
+# -e: the fact "reboot pending" would follow from nothing): exit 3, saying so, instead.
+COREUTILS_GUARD = (
+    "readlink -e / >/dev/null 2>&1 && command -v dirname >/dev/null || "
+    '{ echo "needs readlink -e and dirname (coreutils)"; exit 3; }'
+)
 
 
 def probe_script(paths: NixosPaths) -> str:
@@ -30,9 +36,7 @@ def probe_script(paths: NixosPaths) -> str:
         "( "
         + "\n".join(
             [
-                # Without readlink every fact would silently read as "absent": fail loudly instead.
-                "command -v readlink >/dev/null && command -v dirname >/dev/null || "
-                '{ echo "probe needs readlink and dirname (coreutils)"; exit 3; }',
+                COREUTILS_GUARD,
                 "shopt -s nullglob",
                 # system_of: the exporter's rule, verbatim in behaviour.
                 "ndh_sys() { local v; if v=$(readlink -e -- \"$1/nixos-version\" 2>/dev/null); "

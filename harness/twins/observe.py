@@ -7,6 +7,7 @@ import shlex
 from dataclasses import dataclass
 
 from harness.nixos import NixosPaths, SystemState, probe_system
+from harness.nixos.probe import COREUTILS_GUARD
 from harness.vm.guest import ShellMachine
 
 from .plan import BOOTED_LINKS
@@ -28,9 +29,8 @@ def _run(machine: ShellMachine, command: str, timeout: float = 60) -> str:
 def booted_links(machine: ShellMachine, paths: NixosPaths | None = None) -> dict[str, str | None]:
     """What the booted system's kernel, initrd and kernel-modules resolve to (None: missing)."""
     booted = (paths or NixosPaths()).booted_system
-    # Without `readlink -e` (busybox has none) every link would read as missing, which means
-    # "reboot needed": refuse instead of answering wrong.
-    script = "readlink -e / >/dev/null || { echo 'needs readlink -e (coreutils)'; exit 3; }; " + "; ".join(
+    # The probes' guard: without `readlink -e` every link would read as missing ("reboot needed").
+    script = f"{COREUTILS_GUARD}; " + "; ".join(
         f"printf '%s\\t%s\\n' {name} \"$(readlink -e -- {shlex.quote(booted + '/' + name)} || true)\""
         for name in BOOTED_LINKS
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from harness.fleet import FleetSpec, NodeSpec
-from harness.nixos import NixosPaths
+from harness.nixos import NixosPaths, NixosProbeError, probe_system
 from harness.twins import observe
 
 TWIN = FleetSpec("twinobs", {"twin": NodeSpec(vlans=())})
@@ -45,8 +45,16 @@ def twin(fleet):
 @pytest.mark.fleet(TWIN)
 def test_without_readlink_e_the_booted_links_are_refused_not_read_as_missing(twin):
     assert twin.execute("readlink -e /")[0] != 0  # busybox: no -e
-    with pytest.raises(observe.ObservationError, match=r"twin: .* exited 3: 'needs readlink -e \(coreutils\)"):
+    with pytest.raises(observe.ObservationError, match=r"twin: .* exited 3: 'needs readlink -e and dirname \(coreutils\)"):
         observe.booted_links(twin, PATHS)
+
+
+@pytest.mark.fleet(TWIN)
+def test_the_state_probe_refuses_a_readlink_without_e_too(twin):
+    # The same guard in the harness's probe: before, it checked only that readlink existed, and
+    # on busybox read every link as absent.
+    with pytest.raises(NixosProbeError, match=r"exited with 3; output: 'needs readlink -e and dirname \(coreutils\)"):
+        probe_system(twin, PATHS)
 
 
 @pytest.mark.fleet(TWIN)
