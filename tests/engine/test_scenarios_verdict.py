@@ -16,25 +16,12 @@ from pathlib import Path
 import pytest
 
 from harness.images import micro
-from support import scratch_dir
+from support import path_without, scratch_dir
 
 REPO = Path(__file__).resolve().parents[2]
 NOTHING_RAN = 5
 
 
-def path_without(directory: Path, *prefixes: str) -> str:
-    """A PATH with every program of this one except those whose names start with `prefixes`."""
-    directory.mkdir()
-    for entry in os.environ.get("PATH", "").split(os.pathsep):
-        if not os.path.isdir(entry):
-            continue
-        for name in os.listdir(entry):
-            target = Path(entry, name)
-            if name.startswith(prefixes) or (directory / name).exists():
-                continue
-            if target.is_file() and os.access(target, os.X_OK):
-                (directory / name).symlink_to(target)
-    return str(directory)
 
 
 @pytest.fixture

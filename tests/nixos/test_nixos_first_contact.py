@@ -18,7 +18,7 @@ import pytest
 
 from harness.images import micro
 from nixos_testlib import REPO
-from support import scratch_dir
+from support import path_without, scratch_dir
 
 NIXOS_SCENARIOS_AT_LEAST = 14
 # The tests of scenarios/test_preflight.py (marker `preflight`), as JUnit names them.
@@ -31,20 +31,6 @@ def pytest_run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
     return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
 
 
-def path_without(tmp_path: Path, *prefixes: str) -> str:
-    """A PATH with every program of this one except those whose names start with `prefixes`."""
-    bin_dir = tmp_path / "path"
-    bin_dir.mkdir()
-    for directory in os.environ.get("PATH", "").split(os.pathsep):
-        if not os.path.isdir(directory):
-            continue
-        for name in os.listdir(directory):
-            target = Path(directory, name)
-            if name.startswith(prefixes) or (bin_dir / name).exists():
-                continue
-            if target.is_file() and os.access(target, os.X_OK):
-                (bin_dir / name).symlink_to(target)
-    return str(bin_dir)
 
 
 def stand_in_nix(tmp_path: Path, version: str) -> tuple[Path, Path]:
@@ -156,7 +142,7 @@ def test_preflight_alone_builds_no_nixos_node(tmp_path, user_env):
 
 def test_without_debian_tools_the_preflight_skip_says_exactly_why(tmp_path, user_env):
     # Without nix too: a nix >= 2.18 would build the flake's micro image, and the pre-flight run.
-    env = {**user_env, "PATH": path_without(tmp_path, "apt", "dpkg", "nix")}
+    env = {**user_env, "PATH": path_without(tmp_path / "path", "apt", "dpkg", "nix")}
     result = pytest_run("scenarios", "-m", "preflight", "-rs", "--vm-accel=tcg", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     found = skips(result.stdout)
@@ -172,7 +158,7 @@ def test_without_debian_tools_the_tier_rests_on_a_real_kvm_boot_or_an_exact_reas
     """Nix "builds" the nodes (stand-in), so the tier comes down to the KVM probe, which has
     no micro image here: its verdict comes from a boot sector run under QEMU's BIOS."""
     nix_bin, calls = stand_in_nix(tmp_path, "2.24.0")
-    env = {**user_env, "PATH": f"{nix_bin}{os.pathsep}{path_without(tmp_path, 'apt', 'dpkg', 'nix')}"}
+    env = {**user_env, "PATH": f"{nix_bin}{os.pathsep}{path_without(tmp_path / 'path', 'apt', 'dpkg', 'nix')}"}
     result = pytest_run("scenarios", "-m", "nixos", "-rs", "--vm-accel=auto", env=env)
     header = re.search(r"^scenarios tier: (.*)$", result.stdout, re.MULTILINE)
     assert header, result.stdout + result.stderr

@@ -8,10 +8,9 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 from nixos_testlib import REPO
-from support import require
+from support import path_without, require
 
 SCENARIO_FILES = [
     "test_switch.py", "test_test_branch.py", "test_magic_rollback.py", "test_auto_rollback.py",
@@ -44,23 +43,10 @@ def test_collect_only_lists_every_scenario_with_its_markers():
     assert sum("xfail" in marks for marks in regression) == 2
 
 
-def _path_without_nix(tmp_path: Path) -> str:
-    """A PATH with every program of this one except nix's."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for directory in os.environ.get("PATH", "").split(os.pathsep):
-        if not os.path.isdir(directory):
-            continue
-        for name in os.listdir(directory):
-            target = Path(directory, name)
-            if name.startswith("nix") or (bin_dir / name).exists() or not os.access(target, os.X_OK):
-                continue
-            (bin_dir / name).symlink_to(target)
-    return str(bin_dir)
 
 
 def test_without_nix_each_nixos_scenario_skips_saying_so(tmp_path):
-    env = {**os.environ, "PATH": _path_without_nix(tmp_path)}
+    env = {**os.environ, "PATH": path_without(tmp_path / "bin", "nix")}
     result = pytest_run("scenarios", "-m", "nixos", "-rs", "-q", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     skipped = re.findall(r"^SKIPPED \[(\d+)\] .*?: (.*)$", result.stdout, re.MULTILINE)

@@ -1,7 +1,10 @@
-"""Skips that name what is missing and where it comes from."""
+"""Skips that name what is missing and where it comes from, and a PATH without some tools (a
+host as a user without them has it)."""
 from __future__ import annotations
 
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -26,3 +29,19 @@ def require(*tools: str, package: str | None = None) -> None:
             source = package or PACKAGES.get(tool)
             where = f": install Debian's {source} (ci/bootstrap does), or use `nix develop`" if source else ""
             pytest.skip(f"{tool} is not installed on this host{where}")
+
+
+def path_without(directory: Path, *prefixes: str) -> str:
+    """A PATH of one new `directory` holding links to every program of this PATH except those
+    whose names start with `prefixes` (the first of each name, as the shell would find it)."""
+    directory.mkdir()
+    for entry in os.environ.get("PATH", "").split(os.pathsep):
+        if not os.path.isdir(entry):
+            continue
+        for name in os.listdir(entry):
+            target = Path(entry, name)
+            if name.startswith(prefixes) or (directory / name).exists():
+                continue
+            if target.is_file() and os.access(target, os.X_OK):
+                (directory / name).symlink_to(target)
+    return str(directory)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from support import path_without
+
 REPO = Path(__file__).resolve().parents[2]
 NOTHING_RAN = 5
 SCENARIOS = 6
@@ -21,18 +23,6 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
-def path_without_nix(directory: Path) -> str:
-    directory.mkdir()
-    for entry in os.environ.get("PATH", "").split(os.pathsep):
-        if not os.path.isdir(entry):
-            continue
-        for name in os.listdir(entry):
-            target = Path(entry, name)
-            if name.startswith("nix") or (directory / name).exists():
-                continue
-            if target.is_file() and os.access(target, os.X_OK):
-                (directory / name).symlink_to(target)
-    return str(directory)
 
 
 @pytest.fixture
@@ -43,7 +33,7 @@ def env(tmp_path):
 
 
 def test_without_nix_every_twin_scenario_skips_naming_it_and_the_run_fails(env, tmp_path):
-    env["PATH"] = path_without_nix(tmp_path / "bin")
+    env["PATH"] = path_without(tmp_path / "bin", "nix")
     result = run(env, "--vm-accel=tcg")
     assert result.returncode == NOTHING_RAN, result.stdout + result.stderr
     assert f"[scenarios] {SCENARIOS} skipped: NixOS twins cannot boot here: nix is not installed" in result.stdout
@@ -63,7 +53,7 @@ def test_this_machine_s_old_nix_is_the_reason(env):
 
 
 def test_selecting_them_with_m_accepts_the_skips(env, tmp_path):
-    env["PATH"] = path_without_nix(tmp_path / "bin")
+    env["PATH"] = path_without(tmp_path / "bin", "nix")
     result = run(env, "-m", "twins", "--vm-accel=tcg")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{SCENARIOS} skipped" in result.stdout
