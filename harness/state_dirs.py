@@ -20,7 +20,7 @@ from .images.cachedir import cache_root
 from .private_dirs import UntrustedDirectory, make_private, problem_of, require_private
 from .vm.adopted import is_running, start_time
 
-__all__ = ["UntrustedDirectory", "abandoned", "collect", "describe_root", "make", "state_root", "trusted_root"]
+__all__ = ["UntrustedDirectory", "abandoned", "collect", "describe_root", "make", "remove", "state_root", "trusted_root"]
 
 OWNER_FILE = "owner.json"
 PREFIX = "ndh-"
@@ -111,8 +111,13 @@ def abandoned(root: str | None = None) -> list[Path]:
 
 def collect(root: str | None = None) -> list[Path]:
     """Remove the state directories of dead runs; returns what was removed."""
+    return remove(abandoned(root))
+
+
+def remove(paths: list[Path]) -> list[Path]:
+    """Remove these directories as far as possible; returns those that are gone."""
     removed = []
-    for path in abandoned(root):
+    for path in paths:
         shutil.rmtree(path, ignore_errors=True)
         if not path.exists():
             removed.append(path)

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from harness import state_dirs
 from harness.vm.adopted import is_running, start_time
 
 from .processes import processes_mentioning
@@ -69,12 +70,7 @@ def abandoned(root: Path | None = None) -> list[Path]:
 
 def collect_abandoned(root: Path | None = None) -> list[Path]:
     """Remove the scratch directories of dead runs; returns what was removed."""
-    removed = []
-    for path in abandoned(root):
-        shutil.rmtree(path, ignore_errors=True)
-        if not path.exists():
-            removed.append(path)
-    return removed
+    return state_dirs.remove(abandoned(root))
 
 
 @contextlib.contextmanager
