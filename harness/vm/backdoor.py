@@ -60,7 +60,6 @@ import pexpect
 
 from . import shell_framing, shell_watcher
 from .console_reader import ConsoleReader, ReaderSpawn
-from .shell_framing import ansi_c_quote  # noqa: F401 (part of this module's interface)
 
 READY_LINE = b"Spawning backdoor root shell...\n"
 STDERR_FILE = shell_framing.STDERR_FILE
@@ -153,31 +152,28 @@ class Backdoor:
         return self._pending is not None
 
     def wait_ready(self, timeout: float) -> None:
-        """Wait for the ready line, then define the trailer function."""
+        """Wait for the ready line, then define the framing."""
         self._expect([re.compile(re.escape(READY_LINE))], timeout, watch_reboot=False)
         self.setup(timeout)
 
     def setup(self, timeout: float) -> None:
         """Prepare a fresh backdoor shell whose ready line has already been read (at boot, or
-        when a reboot was noticed mid-command): count from 0, define the trailer function."""
+        when a reboot was noticed mid-command): count from 0, define the framing."""
         self._pending = None
         self.gone = None
-        self._counter = 0
-        self._define_trailer(timeout)
+        self._counter = -1
+        self.sync(timeout)
 
     def resume(self, timeout: float) -> None:
         """Take over a shell an earlier connection set up (its ready line is long gone): drop
-        stale bytes, define the trailer function again (identical, same token; also right if
-        the guest rebooted meanwhile) and count from a fresh random number. If the shell is
-        still busy with an earlier connection's command, this times out and the backdoor stays
-        out of step until that command ends."""
+        stale bytes, define the framing again (identical, same token; also right if the guest
+        rebooted meanwhile) and count from a fresh random number. If the shell is still busy
+        with an earlier connection's command, this times out and the backdoor stays out of step
+        until that command ends."""
         self.discard_pending_output()
         self._counter = secrets.randbelow(1 << 48)
         try:
-            self._define_trailer(timeout)
-        except BackdoorTimeout:
-            self._pending = self._counter
-            raise
+            self.sync(timeout)
         except BackdoorRebooted:
             # The guest rebooted meanwhile and printed its ready line (already read).
             self.setup(timeout)
@@ -187,13 +183,6 @@ class Backdoor:
         shells a restore or a reboot replaced)."""
         if self._watcher is not None:
             self._watcher.mark()
-
-    def _define_trailer(self, timeout: float) -> None:
-        self._mark_serial()
-        self._send(shell_framing.setup(self._token, self._counter))
-        status, _ = self._wait_trailer(self._counter, timeout)
-        if status != 0:
-            raise BackdoorRelayFailed(status)
 
     def run(self, command: str, timeout: float | None) -> tuple[int, bytes]:
         """Run `command`; return (exit status, stdout bytes)."""
@@ -328,7 +317,8 @@ class Backdoor:
     def sync(self, timeout: float) -> None:
         """One round trip: the shell is reading commands again, with this version's functions
         (a restored snapshot may hold another version's)."""
-        status, _ = self._run_line(lambda number: shell_framing.setup(self._token, number), timeout)
+        status, _ = self._run_line(lambda number: shell_framing.setup(self._token, number), timeout,
+                                   stderr_captured=False)
         if status != 0:
             raise BackdoorRelayFailed(status)
 

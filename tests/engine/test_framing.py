@@ -1,7 +1,8 @@
 """The backdoor framing against a real guest: bytes, size, quoting, status, isolation."""
 import pytest
 
-from harness.vm.backdoor import ansi_c_quote, runs_without_subshell
+from harness.vm.backdoor import runs_without_subshell
+from harness.vm.shell_framing import ansi_c_quote
 from engine_fleets import PAIR
 
 
