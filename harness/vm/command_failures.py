@@ -2,7 +2,9 @@
 backdoor's exceptions become the machine errors a test sees, each saying what to do next."""
 from __future__ import annotations
 
-from .backdoor import Backdoor, BackdoorEOF, BackdoorRebooted, BackdoorShellExited, BackdoorTimeout
+from .backdoor import (
+    Backdoor, BackdoorEOF, BackdoorRebooted, BackdoorRelayFailed, BackdoorShellExited, BackdoorTimeout,
+)
 from .errors import CommandTimeout, MachineBroken, MachineDied, MachineError
 
 GO_ON = "Restore a snapshot or reboot the machine to go on."
@@ -33,6 +35,9 @@ class CommandFailures:
                 f"command waits for a rebooted guest's shell. {GO_ON}",
                 self.evidence_tail(),
             )
+        if isinstance(exc, BackdoorRelayFailed):  # setting up a rebooted guest's new shell
+            self._transcript.command(command, "NO RELAY", b"", seconds)
+            return MachineBroken(self.name, f"cannot run `{command}`: {exc}. {GO_ON}", self.evidence_tail())
         if isinstance(exc, BackdoorTimeout):
             self._transcript.command(command, "TIMEOUT", b"", seconds)
             if backdoor.out_of_step and "earlier" in str(exc):

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from . import console, disk_aio, process
-from .backdoor import Backdoor, BackdoorEOF, BackdoorRebooted, BackdoorShellExited, BackdoorTimeout
+from .backdoor import (
+    Backdoor, BackdoorEOF, BackdoorRebooted, BackdoorRelayFailed, BackdoorShellExited, BackdoorTimeout,
+)
 from .command_failures import CommandFailures
 from .errors import (
     MachineDied,
@@ -200,7 +202,8 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, CommandFailures, Guest
             if self.forwards:
                 self.forwards = bound_forwards(self.forwards, self.qmp.hmp("info usernet"))
             self._backdoor.wait_ready(_remaining(deadline))
-        except (BackdoorEOF, BackdoorTimeout, QMPConnectionError, QMPCommandError, OSError, ValueError) as exc:
+        except (BackdoorEOF, BackdoorTimeout, BackdoorRelayFailed, QMPConnectionError, QMPCommandError, OSError,
+                ValueError) as exc:
             if isinstance(exc, BackdoorEOF):
                 # The console closes a moment before QEMU exits: let it, to report its status.
                 process.wait_for_exit(self.process, 2)
@@ -269,7 +272,7 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, CommandFailures, Guest
         assert self._backdoor is not None
         try:
             self._backdoor.wait_ready(self.boot_timeout)
-        except (BackdoorEOF, BackdoorTimeout) as exc:
+        except (BackdoorEOF, BackdoorTimeout, BackdoorRelayFailed) as exc:
             raise MachineDied(
                 self.name, f"did not come back from reboot: {exc}", self.evidence_tail()
             ) from exc
@@ -297,7 +300,7 @@ class Machine(KeepMode, MonitorVerbs, SerialConsoleVerbs, CommandFailures, Guest
         started = time.monotonic()
         try:
             result = run(backdoor, command, timeout)
-        except (BackdoorTimeout, BackdoorEOF, BackdoorRebooted, BackdoorShellExited) as exc:
+        except (BackdoorTimeout, BackdoorEOF, BackdoorRebooted, BackdoorShellExited, BackdoorRelayFailed) as exc:
             raise self._command_failure(backdoor, command, timeout, exc, time.monotonic() - started) from exc
         self._stderr_of = command
         self._transcript.command(command, result[0], result[1], time.monotonic() - started)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from . import keys
-from .backdoor import BackdoorEOF, BackdoorRebooted, BackdoorShellExited, BackdoorTimeout
+from .backdoor import BackdoorEOF, BackdoorRebooted, BackdoorRelayFailed, BackdoorShellExited, BackdoorTimeout
 from .errors import MachineBroken, MachineDied, MachineError, QMPError
 from .qmp import QMPCommandError, QMPConnectionError
 
@@ -93,6 +93,8 @@ class MonitorVerbs:
                 self.name, f"QEMU exited (status {status}) right after restoring {name}",
                 self.evidence_tail(),
             ) from exc
+        except BackdoorRelayFailed as exc:
+            raise MachineBroken(self.name, f"after restoring {name}: {exc}", self.evidence_tail()) from exc
         except (BackdoorTimeout, BackdoorRebooted, BackdoorShellExited) as exc:
             raise MachineBroken(
                 self.name, f"the backdoor did not answer after restoring {name} ({exc}); "

@@ -1,13 +1,14 @@
 """The backdoor's output relay and its short frames (harness/vm/shell_framing.py), on real
 micro VMs: a command that kills the relay still gets its answer and the next one works; a
 command that leaves a process running with its stdout answers at once; a restored snapshot
-whose shell lacks the framing functions (another harness version's) answers; positional
-parameters and shell state stay out of commands."""
+whose shell lacks the framing functions (another harness version's) answers, and one whose relay
+cannot start says so; positional parameters and shell state stay out of commands."""
 import time
 
 import pytest
 
 from harness.fleet import FleetSpec, NodeSpec
+from harness.vm import MachineBroken
 from harness.vm.shell_framing import RELAY_FIFO
 
 SOLO = FleetSpec("relay", {"solo": NodeSpec(vlans=())})
@@ -62,3 +63,16 @@ def test_a_fast_builtins_stderr_goes_to_the_serial_console_not_to_the_error(flee
     assert status == 2
     assert solo.last_stderr() == ""  # not the earlier command's
     assert "integer expression expected" in solo.evidence_tail()
+
+
+@pytest.mark.fleet(SOLO)
+def test_a_relay_that_cannot_start_fails_saying_so(fleet):
+    solo = fleet["solo"]
+    solo.succeed('rm "$(command -v mkfifo)"')
+    # As a shell set up before the relay existed: the next setup (a restore's) starts one.
+    solo._backdoor.send_raw("unset __ndh_o")
+    solo.succeed("true")  # a builtin: answered without the relay
+    solo.snapshot("no-mkfifo")
+    with pytest.raises(MachineBroken, match=r"after restoring no-mkfifo: the backdoor shell could not start its "
+                                            r"output relay /run/\.ndh-relay \(status 127; mkfifo and cat"):
+        solo.restore("no-mkfifo")
