@@ -39,17 +39,26 @@ class TwinFacts:
     target_host: str
     ssh_user: str = "deploy"
     confirm_timeout: int = 30
+    cache_url: str | None = None
+    cache_public_key_file: str | None = None
+    deploy_trust: str | None = "trusted-user"
 
 
 def facts_from_json(data: Mapping[str, Any]) -> dict[str, TwinFacts]:
     try:
         return {
             host: TwinFacts(str(f["address"]), bool(f["standIn"]), bool(f["deployable"]), bool(f["cache"]),
-                            int(f["memoryMiB"]), str(f["targetHost"]), str(f["sshUser"]), int(f["confirmTimeout"]))
+                            int(f["memoryMiB"]), str(f["targetHost"]), str(f["sshUser"]), int(f["confirmTimeout"]),
+                            _text_or_none(f["cacheUrl"]), _text_or_none(f["cachePublicKeyFile"]),
+                            _text_or_none(f["deployTrust"]))
             for host, f in data.items()
         }
     except (KeyError, TypeError, ValueError) as exc:
         raise TwinsError(f"the flake's {FACTS_OUTPUT} output is not what lib/twin-facts.nix gives: {exc!r}") from exc
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def read_facts(flake: str, *, nix_executable: str | None = None, timeout: float = 600) -> dict[str, TwinFacts]:

@@ -143,20 +143,14 @@ class TwinsOnFleet:
     def _copy_to_deployer(self, deploy_plan: DeployPlan) -> str:
         """The head's flake and inputs (`nix flake archive`) and every profile the plan deploys
         into the deployer's store; returns the flake's store path."""
-        store = f"ssh-ng://root@127.0.0.1?ssh-key={DEPLOY_KEY}"
-        env = {"NIX_SSHOPTS": shlex.join([*SSH_OPTIONS, "-p", str(self.fleet[DEPLOYER].forwarded_port(22))])}
-        old = {name: os.environ.get(name) for name in env}
-        os.environ.update(env)
         try:
-            archived = json.loads(nix.run_nix(["flake", "archive", "--json", "--to", store, str(self.head),
-                                               *_offline_args()]))
-            profiles = [self._profile(host, deploy_plan) for host in self.hosts]
-            nix.run_nix(["copy", "--to", store, *profiles, *_offline_args()])
+            with _deployer_ssh(self.fleet):
+                archived = json.loads(nix.run_nix(["flake", "archive", "--json", "--to", _DEPLOYER_STORE,
+                                                   str(self.head), *_offline_args()]))
+                profiles = [self._profile(host, deploy_plan) for host in self.hosts]
+                nix.run_nix(["copy", "--to", _DEPLOYER_STORE, *profiles, *_offline_args()])
         except nix.NixError as exc:
             raise RehearsalError(f"cannot copy the head to the twins' deployer: {exc.excerpt}") from exc
-        finally:
-            for name, value in old.items():
-                os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
         return archived["path"]
 
     def _profile(self, host: str, deploy_plan: DeployPlan) -> str:
@@ -184,6 +178,38 @@ class TwinsOnFleet:
 
     def reboot(self, host: str) -> None:
         self.fleet[host].reboot()
+
+
+# -- the deployer's store and the cache twin's ------------------------------------------------------
+
+_DEPLOYER_STORE = f"ssh-ng://root@127.0.0.1?ssh-key={DEPLOY_KEY}"
+
+
+@contextlib.contextmanager
+def _deployer_ssh(fleet: Fleet) -> Iterator[None]:
+    """NIX_SSHOPTS for the port QEMU forwards to the deployer's sshd, while nix copies."""
+    env = {"NIX_SSHOPTS": shlex.join([*SSH_OPTIONS, "-p", str(fleet[DEPLOYER].forwarded_port(22))])}
+    old = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name, value in old.items():
+            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+
+
+def copy_to_deployer(fleet: Fleet, paths: Sequence[str]) -> None:
+    """Store paths built here into the deployer's store, as CI's runner has what it built."""
+    with _deployer_ssh(fleet):
+        nix.run_nix(["copy", "--to", _DEPLOYER_STORE, *paths, *_offline_args()])
+
+
+def push_to_cache_command(facts: TwinFacts, paths: Sequence[str]) -> str:
+    """What the deployer runs to push `paths` into the cache twin's store, as the build
+    workflow's push-to-cache job does (`nix copy --to ssh-ng://...`). The twins' deployer logs
+    in as the deploy user with the test deploy key: the real fleet's push identity is CI's."""
+    return (f"NIX_SSHOPTS={shlex.quote(shlex.join(SSH_OPTIONS))} "
+            f"nix copy --to {shlex.quote(f'ssh-ng://{facts.ssh_user}@{facts.target_host}')} {shlex.join(paths)} >&2")
 
 
 def _offline() -> dict[str, str]:

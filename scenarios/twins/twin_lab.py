@@ -91,6 +91,31 @@ class TwinLab:
     def reboot(self, host: str) -> None:
         self.fleet[host].reboot()
 
+    # -- the binary cache ---------------------------------------------------------------------
+
+    def twin_system(self, tree: Path, host: str) -> str:
+        """`host`'s twin system as `tree` configures it, built here."""
+        return self.on(tree, [host]).head_system(host)
+
+    def push_to_cache(self, cache_host: str, paths: Sequence[str]) -> None:
+        """Onto the deployer (CI's runner has what it built), then into the cache twin's store."""
+        twin_fleet.copy_to_deployer(self.fleet, paths)
+        self.fleet[DEPLOYER].succeed(twin_fleet.push_to_cache_command(self.facts[cache_host], paths), timeout=900)
+
+    def closure_on_deployer(self, path: str) -> list[str]:
+        return self.fleet[DEPLOYER].succeed(f"nix-store -qR {shlex.quote(path)}").split()
+
+    def invalid_paths(self, host: str, paths: Sequence[str]) -> set[str]:
+        """The paths `host`'s store does not hold."""
+        return set(self.fleet[host].succeed(f"nix-store --check-validity --print-invalid {shlex.join(paths)}").split())
+
+    def cache_public_key(self, cache_host: str) -> str:
+        """The public half of the key the cache twin signs with. Harmonia may be socket-activated,
+        so its key unit may not have run yet: start it first."""
+        machine = self.fleet[cache_host]
+        machine.succeed("systemctl start homelab-harmonia-keygen.service", timeout=120)
+        return machine.succeed(f"cat {shlex.quote(str(self.facts[cache_host].cache_public_key_file))}").strip()
+
     def exporter_metrics(self, host: str) -> dict[str, float]:
         status, text = self.fleet[host].execute(f"cat {TEXTFILE}")
         return parse_metrics(text) if status == 0 else {}

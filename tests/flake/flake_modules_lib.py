@@ -60,14 +60,16 @@ def host(name: str, hosts_dir: Path = REPO / "hosts") -> str:
 FLEET_HOSTS = nix_path(REPO / "lib" / "fleet-hosts.nix")
 
 
-def fleet_expr(select: str, *, twins: bool = True) -> str:
+def fleet_expr(select: str, *, twins: bool = True, extra_module: str = "{ }") -> str:
     """`select` over the real hosts as flake.nix assembles them (lib/fleet-hosts.nix), each
     evaluated by module-eval.nix: `fleet.<Host>` is { config; failedAssertions; warnings; }.
-    twins=False leaves the twin module (twins/) out, as the baseline a twin is compared with."""
+    twins=False leaves the twin module (twins/) out, as the baseline a twin is compared with;
+    `extra_module` (Nix text) is added to every host, as a change to hosts/common.nix would be."""
     return (
         f"let {inputs()}"
         f"fleet = import {FLEET_HOSTS} {{ {'' if twins else 'twins = null; '}nixosSystem = {{ modules }}: "
-        f"import {nix_path(MODULE_EVAL)} {{ inherit lib sopsNix modules; }}; }}; in {select}"
+        f"import {nix_path(MODULE_EVAL)} {{ inherit lib sopsNix; modules = modules ++ [ ({extra_module}) ]; }}; }}; "
+        f"in {select}"
     )
 
 

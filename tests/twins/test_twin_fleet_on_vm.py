@@ -5,7 +5,9 @@ waiting for deploy-rs's activation to end. What NixOS itself does with them (sop
 decrypting, sshd, activate-rs) is not tested here: that needs real twins (docs/twins.md)."""
 from __future__ import annotations
 
+import base64
 import hashlib
+import shlex
 import time
 from pathlib import Path
 
@@ -76,3 +78,21 @@ def test_reboot_goes_through_the_machine_and_comes_back(fleet):
     before = machine.succeed("cat /proc/sys/kernel/random/boot_id").strip()
     twins(fleet).reboot("Development")
     assert machine.succeed("cat /proc/sys/kernel/random/boot_id").strip() != before
+
+
+# Records what the push ran: nix's argv and the ssh options it got, one per line.
+RECORDING_NIX = '#!/bin/sh\n{ printf "%s\\n" "$NIX_SSHOPTS"; printf "%s\\n" "$@"; } > /tmp/nix-ran\n'
+
+
+@pytest.mark.fleet(SPEC)
+def test_the_push_to_the_cache_twin_is_nix_copy_over_ssh_ng_as_the_deploy_user(fleet):
+    deployer = fleet[DEPLOYER]
+    encoded = base64.b64encode(RECORDING_NIX.encode()).decode()
+    deployer.succeed(f"mkdir -p /tmp/bin && printf %s {encoded} | base64 -d > /tmp/bin/nix && chmod +x /tmp/bin/nix")
+    cache = TwinFacts("192.168.0.10", False, True, True, 2048, "Ingress", "deploy", 30,
+                      "http://192.168.0.10:5000", "/var/lib/homelab-harmonia/signing-key.pub")
+    paths = ["/nix/store/0000000000000000000000000000000a-one", "/nix/store/0000000000000000000000000000000b-two"]
+    deployer.succeed(f"PATH=/tmp/bin:$PATH; {twin_fleet.push_to_cache_command(cache, paths)}")
+    sshopts, *argv = deployer.succeed("cat /tmp/nix-ran").splitlines()
+    assert argv == ["copy", "--to", "ssh-ng://deploy@Ingress", *paths]
+    assert shlex.split(sshopts) == list(twin_fleet.SSH_OPTIONS)

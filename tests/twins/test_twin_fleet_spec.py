@@ -22,13 +22,17 @@ from flake_modules_lib import fleet_expr, nix_path  # noqa: E402
 HOSTS = sorted(p.name for p in (REPO / "hosts").iterdir() if p.is_dir())
 
 
-@pytest.fixture(scope="module")
-def facts() -> dict[str, TwinFacts]:
-    expr = fleet_expr(f"import {nix_path(REPO / 'lib' / 'twin-facts.nix')} fleet")
+def evaluate_facts(extra_module: str = "{ }") -> dict[str, TwinFacts]:
+    expr = fleet_expr(f"import {nix_path(REPO / 'lib' / 'twin-facts.nix')} fleet", extra_module=extra_module)
     done = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return fleet_spec.facts_from_json(json.loads(done.stdout))
+
+
+@pytest.fixture(scope="module")
+def facts() -> dict[str, TwinFacts]:
+    return evaluate_facts()
 
 
 def test_facts_are_the_hosts_twin_addresses(facts) -> None:
@@ -38,6 +42,28 @@ def test_facts_are_the_hosts_twin_addresses(facts) -> None:
     assert facts["Production"].target_host == "Production"
     assert all(f.memory_mib == 2048 for f in facts.values())
     assert not any(f.cache for f in facts.values()), "no host serves the cache today"
+    assert all(f.cache_url is None and f.cache_public_key_file is None for f in facts.values())
+    assert facts["Development"].deploy_trust == "trusted-user"
+
+
+# Harmonia on Ingress, as an operator would enable it (docs/fleet.md, "The binary cache").
+INGRESS_CACHE = """{ config, lib, ... }: lib.mkIf (config.networking.hostName == "Ingress") {
+  homelab.services.harmonia = { enable = true; openFirewall = true; port = 5001; };
+}"""
+
+
+def test_a_cache_host_s_facts_say_where_its_twin_serves_and_its_key() -> None:
+    facts = evaluate_facts(INGRESS_CACHE)
+    ingress = facts["Ingress"]
+    assert ingress.cache and ingress.cache_url == f"http://{ingress.address}:5001"
+    assert ingress.cache_public_key_file == "/var/lib/homelab-harmonia/signing-key.pub"
+    assert [h for h, f in facts.items() if f.cache] == ["Ingress"]
+
+
+def test_behind_the_nginx_front_the_cache_is_its_https_name_and_a_key_not_generated_is_none() -> None:
+    front = INGRESS_CACHE.replace("port = 5001;", 'generateKey = false; nginx = { enable = true; serverName = "cache.lan"; };')
+    ingress = evaluate_facts(front)["Ingress"]
+    assert ingress.cache_url == "https://cache.lan" and ingress.cache_public_key_file is None
 
 
 def test_spec_of_two_twins_and_the_deployer(facts) -> None:
