@@ -62,6 +62,7 @@ from . import shell_framing, shell_watcher
 from .console_reader import ConsoleReader, ReaderSpawn
 
 READY_LINE = b"Spawning backdoor root shell...\n"
+_READY = re.compile(re.escape(READY_LINE))
 STDERR_FILE = shell_framing.STDERR_FILE
 
 _FAST_BUILTINS = {"true", "false", ":", "test", "[", "echo", "printf", "pwd"}
@@ -153,7 +154,7 @@ class Backdoor:
 
     def wait_ready(self, timeout: float) -> None:
         """Wait for the ready line, then define the framing."""
-        self._expect([re.compile(re.escape(READY_LINE))], timeout, watch_reboot=False)
+        self._expect([_READY], timeout, watch_reboot=False)
         self.setup(timeout)
 
     def setup(self, timeout: float) -> None:
@@ -237,7 +238,7 @@ class Backdoor:
         """After the shell exited, only a rebooting guest answers again: wait for its ready
         line (up to the command's timeout), then set the new shell up."""
         try:
-            self._expect([re.compile(re.escape(READY_LINE))], timeout, watch_reboot=False)
+            self._expect([_READY], timeout, watch_reboot=False)
         except BackdoorTimeout:
             raise BackdoorShellExited(self.gone or 0, earlier=True) from None
         self.setup(30 if timeout is None else timeout)
@@ -267,12 +268,13 @@ class Backdoor:
         """Wait for the first pattern; returns (match, bytes before it). Checks QEMU is alive
         while waiting so that a dead guest gives an error, not a hang."""
         if watch_reboot:
-            patterns = patterns + [self._gone_line, re.compile(re.escape(READY_LINE))]
+            patterns = patterns + [self._gone_line, _READY]
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             step = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
             try:
-                index = self._spawn.expect(patterns, timeout=step, searchwindowsize=4096)
+                # expect_list: the patterns are compiled already (expect() compiles them again).
+                index = self._spawn.expect_list(patterns, timeout=step, searchwindowsize=4096)
             except pexpect.EOF as exc:
                 raise BackdoorEOF("the console connection closed") from exc
             except pexpect.TIMEOUT:

@@ -10,11 +10,13 @@ a call costs next to nothing) and each command is one short call ending in its n
   forked         `__ndh_f $'cmd' 7`          the driver's `set -euo pipefail` in a subshell
   testinfra      `__ndh_sh $'cmd' 7`         `/bin/sh -c`, stdout, then `\\x1e<token>:7:stderr\\n` and stderr
 
-A forked command's stdin, stderr and stdout are fds the shell opened once (an open in each
-forked command cost ~0.4 ms under TCG), moved, so the command holds no second copy of them:
-/dev/null; STDERR_FILE, appending, emptied before a command only when the last one wrote to it;
-and the relay (backdoor.py's docstring), a FIFO read by one background `cat` that writes to the
-console. The trailer of a forked command follows its output through the relay; one that cannot
+A forked command's stdin is the shell's own, /dev/null from the first connect on: bash reads
+its commands from the console it opened as its script (`bash --norc /dev/hvc0`, on an fd of its
+own), never from stdin, and each redirection in a forked child costs ~0.1 ms under TCG. Its
+stderr and stdout are fds the shell opened once (an open in each forked command cost ~0.4 ms),
+moved, so the command holds no second copy of them: STDERR_FILE, appending, emptied before a
+command only when the last one wrote to it; and the relay (backdoor.py's docstring), a FIFO
+read by one background `cat` that writes to the console. The trailer of a forked command follows its output through the relay; one that cannot
 be written there (the command killed the relay: SIGPIPE is caught by the shell, or ignored under
 systemd) starts a new relay and goes straight to the console.
 
@@ -30,7 +32,7 @@ RELAY_FIFO = "/run/.ndh-relay"
 # How much of a failed command's stderr an error shows (its end: where the reason usually is).
 STDERR_SHOWN = 8192
 
-_MOVED_FDS = "<&$__ndh_n- 2>&$__ndh_e- >&$__ndh_o-"
+_MOVED_FDS = "2>&$__ndh_e- >&$__ndh_o-"
 _EMPTY_STDERR = f"[ ! -s {STDERR_FILE} ] || : >{STDERR_FILE}"
 
 
@@ -68,7 +70,7 @@ def setup(token: str, number: int) -> str:
         f"__ndh_sh(){{ {_EMPTY_STDERR}; /bin/sh -c \"$1\" {_MOVED_FDS}; set -- \"$2\" $?; "
         f"{{ printf '\\036{token}:%s:stderr\\n' \"$1\"; [ ! -s {STDERR_FILE} ] || cat {STDERR_FILE}; }} >&$__ndh_o; "
         "__ndh_end \"$1\" \"$2\"; }; "
-        f"__ndh_s=0; [ -n \"${{__ndh_o-}}\" ] || {{ trap : PIPE; exec {{__ndh_n}}</dev/null {{__ndh_e}}>>{STDERR_FILE}; "
+        f"__ndh_s=0; exec </dev/null; [ -n \"${{__ndh_o-}}\" ] || {{ trap : PIPE; exec {{__ndh_e}}>>{STDERR_FILE}; "
         "__ndh_relay || __ndh_s=$?; }; "
         # The EXIT trap ends the watcher (shell_watcher.py) first: one goodbye per shell. Only
         # in the shell itself: a child it forked runs the trap too when a signal (the console's
