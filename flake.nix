@@ -195,6 +195,7 @@
           pkgs.ssh-to-age
           pkgs.prometheus
           pkgs.sudo # visudo, for the sudo-rule tests
+          pkgs.openssl # the twins' TEST ONLY ACME certificates' checks
           # The Debian recipe of the micro image is not used here (NDH_MICRO_IMAGE below), but
           # the self-tests format disks and pack initramfs with these.
           pkgs.cpio

@@ -17,7 +17,7 @@ PACKAGES = {
     "modprobe": "kmod", "depmod": "kmod", "cpio": "cpio", "mke2fs": "e2fsprogs", "xz": "xz-utils",
     "promtool": "prometheus", "prometheus-node-exporter": "prometheus-node-exporter",
     "age": "age", "age-keygen": "age", "ssh-keygen": "openssh-client", "shellcheck": "shellcheck",
-    "visudo": "sudo", "git": "git", "unshare": "util-linux",
+    "visudo": "sudo", "git": "git", "unshare": "util-linux", "openssl": "openssl",
 }
 
 

@@ -12,6 +12,16 @@
 #                      half, target-host-ed25519, is never referenced from Nix, so it reaches no
 #                      store: the scenario writes it onto the target over the backdoor, as an
 #                      installed host has its key before any secret is deployed.
+#   twinAcme           the twins' local ACME stand-in (twins/acme-server.nix, docs/twins.md), all
+#                      TEST ONLY, made by ./make-twin-acme-test-certs.sh with openssl:
+#     .caCert          twin-acme-test-ca.pem: the CA that twins requesting certificates trust
+#                      (security.pki.certificateFiles). Its name constraints permit only
+#                      acme.twins and deployer, and its private key was thrown away when it was
+#                      made: it vouches for nothing else and nothing more can be signed with it
+#     .cert, .key      twin-acme-test-server.pem and .key: the certificate (acme.twins, deployer;
+#                      100 years) and key that pebble serves its ACME API with on the twins'
+#                      deployer. The key is in this repository and in the store: never use
+#                      either outside twins
 # The deploy SSH key pair is nixpkgs' snakeoil pair (nixos/tests/ssh-keys.nix), the same one
 # nixpkgs' own tests use.
 let
@@ -28,4 +38,9 @@ in
   };
   untrustedPublicKey = line ./untrusted-key.pub;
   targetHostPublicKey = ./target-host-ed25519.pub;
+  twinAcme = {
+    caCert = ./twin-acme-test-ca.pem;
+    cert = ./twin-acme-test-server.pem;
+    key = ./twin-acme-test-server.key;
+  };
 }
