@@ -37,7 +37,6 @@ let
       secretNames;
   };
 
-  acmeCerts = builtins.attrNames config.security.acme.certs;
   cache = config.homelab.nixCache;
 in
 {
@@ -47,6 +46,8 @@ in
     (modulesPath + "/testing/test-instrumentation.nix")
     # QEMU may snapshot the twin: the UEFI variable store in qcow2, a read-only store image.
     ../test/fleet/nodes/snapshottable.nix
+    # Certificates from the twins' local ACME stand-in, for a host that requests any.
+    ./acme.nix
   ];
 
   options.homelab.twin.testSecrets = lib.mkOption {
@@ -61,10 +62,6 @@ in
       {
         assertion = config.boot.loader.systemd-boot.enable;
         message = "homelab.twin: ${config.networking.hostName} does not boot with systemd-boot; twins keep the host's systemd-boot on UEFI and know no other boot loader (docs/twins.md).";
-      }
-      {
-        assertion = acmeCerts == [ ];
-        message = "homelab.twin: ${config.networking.hostName} requests ACME certificates (security.acme.certs: ${toString acmeCerts}); twins have no local ACME stand-in yet and must never ask the real one (docs/twins.md, \"Internet-facing parts\").";
       }
     ];
 
@@ -117,8 +114,8 @@ in
     ];
 
     # -- Internet-facing parts -----------------------------------------------------------------
-    # Only the fleet's own cache (when the host uses it, itself a twin on the VLAN): nixpkgs
-    # adds cache.nixos.org to every system's substituters.
+    # ACME: ./acme.nix. Substituters: only the fleet's own cache (when the host uses it, itself
+    # a twin on the VLAN): nixpkgs adds cache.nixos.org to every system's substituters.
     nix.settings.substituters = mkVMOverride (lib.optional cache.enable cache.url);
   };
 }

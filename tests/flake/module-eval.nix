@@ -45,6 +45,7 @@ let
     # Keeps the build script, so tests can read what a derivation would run.
     runCommand = name: env: script: fakeDerivation name // { inherit env script; };
     sops = fakeDerivation "sops-3.9";
+    pebble = fakeDerivation "pebble-2.6.0";
     ssh-to-age = fakeDerivation "ssh-to-age-1.1";
     # Keeps the text, so tests can read what a module writes (e.g. the rendered alert rules).
     writeText = name: text: fakeDerivation name // { inherit text; };
@@ -83,7 +84,9 @@ let
   # would recurse: every `mkIf cfg.enable` would have to be decided before `config` exists.)
   anything = option (types.attrsOf types.anything) { };
 
-  nixosStub = { config, ... }: {
+  letsEncrypt = "https://acme-v02.api.letsencrypt.org/directory";
+
+  nixosStub = { config, ... }: let outer = config; in {
     options = {
       assertions = raws;
       warnings = lines;
@@ -117,7 +120,35 @@ let
       boot.kernelParams = lines;
       boot.growPartition = option types.bool false;
       services.timesyncd.enable = option types.bool true;
-      security.acme.certs = anything;
+      # nixos/modules/security/acme: the options twins read or set. A certificate's `server`
+      # defaults to security.acme.defaults.server unless it sets inheritDefaults = false (then
+      # to Let's Encrypt's production directory, as upstream's inheritable options do); other
+      # settings of a certificate or the defaults are free-form here.
+      security.acme.acceptTerms = option types.bool false;
+      security.acme.defaults = mkOption {
+        type = types.submodule {
+          freeformType = types.attrsOf types.anything;
+          options = {
+            server = option (types.nullOr types.str) letsEncrypt;
+            email = option (types.nullOr types.str) null;
+          };
+        };
+        default = { };
+      };
+      security.acme.certs = mkOption {
+        type = types.attrsOf (types.submodule ({ config, ... }: {
+          freeformType = types.attrsOf types.anything;
+          options = {
+            inheritDefaults = option types.bool true;
+            server = option (types.nullOr types.str)
+              (if config.inheritDefaults then outer.security.acme.defaults.server else letsEncrypt);
+            dnsProvider = option (types.nullOr types.str) null;
+            s3Bucket = option (types.nullOr types.str) null;
+          };
+        }));
+        default = { };
+      };
+      security.pki.certificateFiles = option (types.listOf types.path) [ ];
       networking.firewall.allowedTCPPorts = mkOption { type = types.listOf types.port; default = [ ]; };
       boot.loader.efi.efiSysMountPoint = option types.str "/boot";
       boot.loader.efi.canTouchEfiVariables = option types.bool false;

@@ -32,7 +32,7 @@ safe {
       defaultGateway nameservers firewall;
   };
   services = { inherit (c.services) openssh timesyncd prometheus harmonia nginx; };
-  security = { inherit (c.security) sudo acme; };
+  security = { inherit (c.security) sudo acme pki; };
   homelab = builtins.removeAttrs c.homelab [ "twin" ];
   # Each secret less its file (a twin's own); the keys sops-nix uses are homelab.secrets' (above).
   sops.secrets = builtins.mapAttrs (_: s: builtins.removeAttrs s [ "sopsFile" "sopsFileHash" ]) c.sops.secrets;

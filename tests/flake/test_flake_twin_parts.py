@@ -131,10 +131,81 @@ def _twin_assertions(*modules: str) -> list[str]:
 
 def test_twin_refuses_what_it_cannot_stand_in_for():
     assert _twin_assertions() == []
-    failed = _twin_assertions('{ security.acme.certs."niko.example.org" = { }; }')
-    assert any("requests ACME certificates (security.acme.certs: niko.example.org)" in m for m in failed), failed
     failed = _twin_assertions("{ boot.loader.systemd-boot.enable = false; }")
     assert any("does not boot with systemd-boot" in m for m in failed), failed
+
+
+# A host that requests certificates as nixpkgs' ACME module is configured: terms accepted, an
+# email, one certificate by webroot, one by lego's own HTTP listener; and its own choice of CA
+# for every certificate (Let's Encrypt's staging directory), which the twin must override.
+STAND_IN = "https://acme.twins:14000/dir"
+STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+ACME = """{
+  security.acme = {
+    acceptTerms = true;
+    defaults = { email = "hostmaster@example.org"; server = "STAGING"; };
+    certs."niko.example.org" = { webroot = "/var/lib/acme/acme-challenge"; extraDomainNames = [ "www.niko.example.org" ]; };
+    certs."mail.example.org".listenHTTP = ":80";
+  };
+}""".replace("STAGING", STAGING)
+ACME_FACTS = """let t = config.virtualisation.vmVariant; view = c: {
+  default = c.security.acme.defaults.server;
+  servers = builtins.mapAttrs (_: cert: cert.server) c.security.acme.certs;
+  trusted = map toString c.security.pki.certificateFiles;
+  hosts = builtins.filter (l: l != "") (lib.splitString "\n" c.networking.extraHosts);
+  failed = map (a: a.message) (builtins.filter (a: !a.assertion) c.assertions);
+}; in { host = view config; twin = view t; }"""
+
+
+def test_a_twin_that_requests_certificates_asks_the_local_stand_in():
+    facts = evaluate([host("Niko"), TWINS, ADDRESS, ACME], ACME_FACTS)
+    h, t = facts["host"], facts["twin"]
+    # The host keeps its own CA; the twin asks the stand-in for every certificate.
+    assert h["default"] == STAGING and set(h["servers"].values()) == {STAGING}
+    assert t["default"] == STAND_IN and t["servers"] == {"niko.example.org": STAND_IN, "mail.example.org": STAND_IN}
+    # It trusts the TEST ONLY CA of the stand-in's listener, the host trusts nothing new.
+    assert h["trusted"] == [] and t["trusted"] == [str(REPO / "test" / "fleet" / "keys" / "twin-acme-test-ca.pem")]
+    # The stand-in's name is the deployer's address on the VLAN (test_flake_twin_deployer.py
+    # checks that the deployer answers there).
+    assert "192.168.0.2 acme.twins" in t["hosts"] and not any("acme.twins" in line for line in h["hosts"])
+    assert t["failed"] == [] and h["failed"] == []
+
+
+def test_the_stand_in_wins_over_a_forced_default_server():
+    forced = ACME.replace(f'server = "{STAGING}";', f'server = lib.mkForce "{STAGING}";')
+    facts = evaluate([host("Niko"), TWINS, ADDRESS, "({ lib, ... }: " + forced + ")"], ACME_FACTS)
+    assert facts["host"]["default"] == STAGING and facts["twin"]["default"] == STAND_IN
+    assert set(facts["twin"]["servers"].values()) == {STAND_IN} and facts["twin"]["failed"] == []
+
+
+@pytest.mark.parametrize("setting, shown", [
+    (f'server = "{STAGING}";', f"server {STAGING}"),
+    ("inheritDefaults = false;", "server https://acme-v02.api.letsencrypt.org/directory"),
+    ("server = null;", "server null, lego's default"),
+])
+def test_a_certificate_that_asks_another_ca_is_refused_by_name(setting, shown):
+    own = '{ security.acme.certs."git.example.org" = { webroot = "/var/lib/acme/acme-challenge"; SETTING }; }'
+    failed = _twin_assertions(ACME, own.replace("SETTING", setting))
+    assert len(failed) == 1, failed
+    assert f"Niko's ACME certificates git.example.org ({shown}) do not use the twins' ACME stand-in {STAND_IN}" in failed[0]
+    assert "would ask another CA, which a twin must never do" in failed[0]
+    # The other certificates use the stand-in and are not named.
+    assert "niko.example.org" not in failed[0] and "mail.example.org" not in failed[0]
+
+
+@pytest.mark.parametrize("setting, shown", [('dnsProvider = "route53";', "dnsProvider route53"),
+                                            ('s3Bucket = "acme-challenges";', "s3Bucket acme-challenges")])
+def test_a_certificate_whose_challenge_needs_the_internet_is_refused_by_name(setting, shown):
+    failed = _twin_assertions(ACME, f'{{ security.acme.certs."dns.example.org" = {{ {setting} }}; }}')
+    assert len(failed) == 1, failed
+    assert f"Niko's ACME certificates dns.example.org ({shown}) answer their challenges through a service on the internet" in failed[0]
+
+
+def test_a_twin_without_certificates_gets_nothing_of_the_stand_in():
+    facts = evaluate([host("Niko"), TWINS, ADDRESS], ACME_FACTS)
+    assert facts["twin"] == {"default": "https://acme-v02.api.letsencrypt.org/directory", "servers": {},
+                             "trusted": [], "hosts": [], "failed": []}
+    assert facts["host"] == facts["twin"]
 
 
 def test_twin_substitutes_only_from_the_fleet_cache():
