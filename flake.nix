@@ -101,6 +101,7 @@
       twinFacts = import ./lib/twin-facts.nix self.nixosConfigurations;
 
       # The twins' deployer VM (twins/deployer.nix): system.build.vm is what the harness boots.
+      # It runs the twins' ACME stand-in when some host's twin requests certificates.
       twinDeployer = nixpkgs.lib.nixosSystem {
         modules = [
           ./twins/deployer.nix
@@ -108,6 +109,7 @@
             nixpkgs.hostPlatform = system;
             homelab.twinDeployer = {
               twinAddresses = import ./lib/twin-addresses.nix { } self.nixosConfigurations;
+              acme.enable = builtins.any (host: host.acme) (builtins.attrValues self.twinFacts);
               deployRs = deploy-rs.packages.${system}.default;
               preload = map (node: node.profiles.system.path) (builtins.attrValues self.twinDeploy.nodes);
             };

@@ -3,7 +3,7 @@
 #
 #   import ./lib/twin-facts.nix nixosConfigurations
 #   => { <Host> = { address; standIn; deployable; cache; cacheUrl; cachePublicKeyFile; deployTrust;
-#                   memoryMiB; targetHost; sshUser; confirmTimeout; }; ... }
+#                   memoryMiB; targetHost; sshUser; confirmTimeout; acme; }; ... }
 #
 #   address, standIn  the twin's address on the VLAN (homelab.twin.addresses, lib/twin-addresses.nix)
 #   deployable        the host has the deploy user, so it is a deploy-rs node
@@ -16,6 +16,8 @@
 #   memoryMiB         the twin's virtualisation.memorySize
 #   targetHost        homelab.deploy.targetHost, the name or address deploy-rs connects to
 #   sshUser, confirmTimeout  homelab.deploy's: who deploy-rs logs in as, how long magic rollback waits
+#   acme              the twin requests ACME certificates (security.acme.certs), from the twins'
+#                     ACME stand-in on the deployer (twins/acme.nix, twins/pebble.nix)
 nixosConfigurations:
 builtins.mapAttrs
   (_: nixos:
@@ -37,5 +39,6 @@ builtins.mapAttrs
       deployTrust = nixos.config.homelab.users.deploy.trust or null;
       memoryMiB = twin.virtualisation.memorySize;
       inherit (nixos.config.homelab.deploy) targetHost sshUser confirmTimeout;
+      acme = twin.security.acme.certs != { };
     })
   nixosConfigurations

@@ -3,7 +3,8 @@
 # the backdoor, one NIC on the twins' VLAN at `homelab.twinDeployer.address`, every twin's name
 # in /etc/hosts (the fleet fact homelab.twin.addresses, so `ssh deploy@Niko` and the hosts'
 # deploy.nodes hostnames reach the twins), the TEST ONLY deploy key that twins authorize
-# (./vm.nix), deploy-rs, and Nix without any substituter. flake.nix builds it as
+# (./vm.nix), deploy-rs, Nix without any substituter, and the twins' ACME stand-in when a twin
+# requests certificates (./pebble.nix). flake.nix builds it as
 # `twinDeployer` with nixpkgs' qemu-vm.nix; the harness boots its `system.build.vm`.
 #
 # Not built or booted on the machine this was written on (no nixpkgs, no KVM): evaluated only.
@@ -20,12 +21,14 @@ in
   imports = [
     (modulesPath + "/virtualisation/qemu-vm.nix")
     (modulesPath + "/testing/test-instrumentation.nix")
+    ./pebble.nix
   ];
 
   options.homelab.twinDeployer = {
     address = lib.mkOption {
       type = lib.types.str;
-      default = "192.168.0.2";
+      # Where twins find the ACME stand-in, too (./acme-server.nix).
+      default = (import ./acme-server.nix).deployerAddress;
       description = "The deployer's address on the twins' VLAN (VDE switch QEMU_VDE_SOCKET_1).";
     };
     twinAddresses = lib.mkOption {

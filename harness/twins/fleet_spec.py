@@ -42,6 +42,7 @@ class TwinFacts:
     cache_url: str | None = None
     cache_public_key_file: str | None = None
     deploy_trust: str | None = "trusted-user"
+    acme: bool = False
 
 
 def facts_from_json(data: Mapping[str, Any]) -> dict[str, TwinFacts]:
@@ -50,7 +51,7 @@ def facts_from_json(data: Mapping[str, Any]) -> dict[str, TwinFacts]:
             host: TwinFacts(str(f["address"]), bool(f["standIn"]), bool(f["deployable"]), bool(f["cache"]),
                             int(f["memoryMiB"]), str(f["targetHost"]), str(f["sshUser"]), int(f["confirmTimeout"]),
                             _text_or_none(f["cacheUrl"]), _text_or_none(f["cachePublicKeyFile"]),
-                            _text_or_none(f["deployTrust"]))
+                            _text_or_none(f["deployTrust"]), bool(f["acme"]))
             for host, f in data.items()
         }
     except (KeyError, TypeError, ValueError) as exc:

@@ -44,6 +44,7 @@ def test_facts_are_the_hosts_twin_addresses(facts) -> None:
     assert not any(f.cache for f in facts.values()), "no host serves the cache today"
     assert all(f.cache_url is None and f.cache_public_key_file is None for f in facts.values())
     assert facts["Development"].deploy_trust == "trusted-user"
+    assert not any(f.acme for f in facts.values()), "no host requests ACME certificates today"
 
 
 # Harmonia on Ingress, as an operator would enable it (docs/fleet.md, "The binary cache").
@@ -64,6 +65,24 @@ def test_behind_the_nginx_front_the_cache_is_its_https_name_and_a_key_not_genera
     front = INGRESS_CACHE.replace("port = 5001;", 'generateKey = false; nginx = { enable = true; serverName = "cache.lan"; };')
     ingress = evaluate_facts(front)["Ingress"]
     assert ingress.cache_url == "https://cache.lan" and ingress.cache_public_key_file is None
+
+
+def test_a_host_that_requests_certificates_says_so_in_its_facts() -> None:
+    """twinFacts' `acme` is what flake.nix turns the deployer's ACME stand-in on with."""
+    facts = evaluate_facts("""{ config, lib, ... }: lib.mkIf (config.networking.hostName == "Niko") {
+      security.acme = { acceptTerms = true; defaults.email = "hostmaster@example.org"; };
+      security.acme.certs."niko.example.org".webroot = "/var/lib/acme/acme-challenge";
+    }""")
+    assert [h for h, f in facts.items() if f.acme] == ["Niko"]
+
+
+def test_facts_without_acme_are_refused_naming_it() -> None:
+    data = {"Niko": {"address": "192.168.0.250", "standIn": True, "deployable": True, "cache": False,
+                     "memoryMiB": 2048, "targetHost": "Niko", "sshUser": "deploy", "confirmTimeout": 30,
+                     "cacheUrl": None, "cachePublicKeyFile": None, "deployTrust": "trusted-user"}}
+    with pytest.raises(TwinsError, match="KeyError.*acme"):
+        fleet_spec.facts_from_json(data)
+    assert fleet_spec.facts_from_json({"Niko": {**data["Niko"], "acme": True}})["Niko"].acme is True
 
 
 def test_spec_of_two_twins_and_the_deployer(facts) -> None:
