@@ -1,18 +1,20 @@
 """twins/deployer.nix, the twins' deployer, evaluated with nixpkgs' real lib over module-eval.nix's
 NixOS stand-ins (qemu-vm.nix, test-instrumentation.nix under nixos-stubs/), fed the real fleet's
-twin addresses as flake.nix feeds it: nothing is built or booted. Needs NIXPKGS_LIB and SOPS_NIX."""
+twin addresses as flake.nix feeds it; its ACME stand-in (twins/pebble.nix), on when a twin
+requests certificates, also through flake.nix's own twinDeployer: nothing is built or booted.
+Needs NIXPKGS_LIB and SOPS_NIX."""
 from __future__ import annotations
 
 import json
 import subprocess
 
-from flake_modules_lib import HOSTS, MODULE_EVAL, REPO, evaluate_fleet, fleet_expr, nix_path
+from flake_modules_lib import HOSTS, MODULE_EVAL, REPO, evaluate_fleet, fleet_expr, inputs, nix_path
 
 DEPLOYER = nix_path(REPO / "twins" / "deployer.nix")
 ADDRESSES = nix_path(REPO / "lib" / "twin-addresses.nix")
 TWIN_FACTS = nix_path(REPO / "lib" / "twin-facts.nix")
-# flake.nix's twinDeployer: `acme.enable = builtins.any (host: host.acme) (builtins.attrValues
-# self.twinFacts);`, with the fleet's twinFacts.
+# flake.nix's twinDeployer sets `acme.enable` so, from the fleet's twinFacts (the flake's own line
+# is evaluated by test_the_flake_turns_the_stand_in_on_from_the_hosts_twin_facts below).
 FLAKE_ACME_ENABLE = f"builtins.any (host: host.acme) (builtins.attrValues (import {TWIN_FACTS} fleet))"
 # Options the module sets that module-eval.nix's stand-in of NixOS does not declare.
 EXTRA_OPTIONS = ("{ lib, ... }: { options.environment.systemPackages = lib.mkOption "
@@ -129,3 +131,28 @@ def evaluate_fleet_with(fleet_module: str, select: str):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def flake_deployer(select: str, fleet_module: str = "{ }"):
+    """`select` over flake.nix's own `twinDeployer` (`c`, its config): the flake's outputs with
+    nixpkgs' lib whose nixosSystem is module-eval.nix (every host and the deployer, each with
+    `fleet_module`), so the flake's wiring of the deployer from twinFacts is what is evaluated."""
+    expr = (
+        f"let {inputs()}"
+        f"nixosSystem = {{ modules }}: import {nix_path(MODULE_EVAL)} {{ inherit lib sopsNix; "
+        f"modules = modules ++ [ ({EXTRA_OPTIONS}) ({fleet_module}) ]; }}; "
+        "nixpkgs = { lib = lib // { inherit nixosSystem; }; legacyPackages.x86_64-linux = { }; }; "
+        f"flake = import {nix_path(REPO / 'flake.nix')}; "
+        "out = flake.outputs { self = out; inherit nixpkgs; deploy-rs = { }; sops-nix.nixosModules.sops = { }; }; "
+        f"c = out.twinDeployer.config; in builtins.unsafeDiscardStringContext (builtins.toJSON ({select}))"
+    )
+    result = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"evaluation failed:\n{result.stderr}"
+    return json.loads(json.loads(result.stdout))
+
+
+def test_the_flake_turns_the_stand_in_on_from_the_hosts_twin_facts() -> None:
+    select = "{ enable = c.homelab.twinDeployer.acme.enable; pebble = c.systemd.services ? twin-acme-pebble; }"
+    assert flake_deployer(select) == {"enable": False, "pebble": False}
+    assert flake_deployer(select, INGRESS_ACME) == {"enable": True, "pebble": True}
