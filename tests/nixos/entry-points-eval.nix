@@ -51,7 +51,7 @@ let
 
   # The real flake.nix's outputs over a nixpkgs whose legacyPackages are these stand-ins
   # (callPackage with the names the flake and nix/ use) and a deploy-rs stand-in.
-  pkgs = lib.genAttrs [ "qemu" "vde2" "openssh" "kmod" "xz" "zstd" "cpio" "e2fsprogs" "check-jsonschema" "shellcheck" "sudo" "git"
+  pkgs = lib.genAttrs [ "qemu" "vde2" "openssh" "kmod" "xz" "zstd" "cpio" "e2fsprogs" "check-jsonschema" "shellcheck" "sudo" "git" "openssl"
     "sops" "age" "ssh-to-age" "prometheus" ]
     (name: drv name { }) // {
     inherit lib python3Packages;

@@ -153,7 +153,7 @@ def test_the_flake_exposes_the_package_the_image_the_apps_and_the_dev_shell():
     }
     shell = flake["devShell"]
     # `deploy-harness` on PATH (the app's wrapper), and everything both test commands need.
-    assert {"deploy-harness", "qemu", "vde2", "openssh", "shellcheck", "check-jsonschema", "sudo"} <= set(shell["packages"])
+    assert {"deploy-harness", "qemu", "vde2", "openssh", "shellcheck", "check-jsonschema", "sudo", "openssl"} <= set(shell["packages"])
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     wanted = {re.split(r"[<>=!~ ]", dep, maxsplit=1)[0].lower()
               for dep in project["dependencies"] + project["optional-dependencies"]["test"]}
