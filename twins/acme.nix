@@ -4,8 +4,8 @@
 #   - every certificate's default server is the stand-in's directory (./acme-server.nix);
 #   - the twin trusts the TEST ONLY CA of the stand-in's listener, so lego accepts it;
 #   - the stand-in's name resolves to the deployer's address on the VLAN.
-# A twin could not reach the real CA anyway: its only NIC with a route is on the twins' VDE
-# switch, and its user network is restricted (./vm.nix).
+# A twin could not reach the real CA anyway: its VLAN NIC is on the harness's VDE switch, which
+# joins only the twins and their deployer, and its user network is restricted (./vm.nix).
 { config, lib, ... }:
 let
   standIn = import ./acme-server.nix;
