@@ -6,7 +6,9 @@ Python is busy elsewhere. A thread reads into memory; pexpect reads from that bu
 While pexpect waits for output, its own thread reads the socket and the reader thread stands
 aside: handing each answer from one thread to the other cost ~0.3 ms, as much as a builtin
 command's whole round trip under TCG. One lock covers each receive and its append, so bytes
-keep their order whichever thread takes them."""
+keep their order whichever thread takes them. The reader thread may still take bytes while a
+read() is starting (its select saw them before it stood aside); it then says so on a pipe that
+read() selects on as well, or read() would wait in select for bytes already in the buffer."""
 from __future__ import annotations
 
 import os
@@ -30,6 +32,8 @@ class ConsoleReader(threading.Thread):
         self._waiter_reads = False  # a read() is reading the socket itself: stand aside
         # Wakes the reader thread from its select when a read() takes over.
         self._wake_read, self._wake_write = os.pipe()
+        # Wakes a read() from its select when the reader thread took bytes meanwhile.
+        self._taken_read, self._taken_write = os.pipe()
 
     def run(self) -> None:
         try:
@@ -44,7 +48,7 @@ class ConsoleReader(threading.Thread):
                     return
                 if self._wake_read in readable:
                     os.read(self._wake_read, 4096)
-                if self._sock in readable and not self._receive():
+                if self._sock in readable and not self._receive(by_reader_thread=True):
                     return
         finally:
             self._end()
@@ -52,6 +56,11 @@ class ConsoleReader(threading.Thread):
                 os.close(self._wake_read)
                 os.close(self._wake_write)
                 self._wake_write = -1
+                os.close(self._taken_write)
+                self._taken_write = -1
+                # A read() that selects on it now gets EBADF, which _select treats as the end,
+                # as it is: _end() came first.
+                os.close(self._taken_read)
 
     def _select(self, sources: list, timeout: float | None) -> list | None:
         """select(); None once the socket is closed (by close(), from another thread)."""
@@ -66,7 +75,7 @@ class ConsoleReader(threading.Thread):
             self._eof = True
             self._ready.notify_all()
 
-    def _receive(self) -> bool:
+    def _receive(self, by_reader_thread: bool = False) -> bool:
         """Take what the socket holds (never waiting); False at the end of the connection."""
         with self._receiving:
             try:
@@ -80,6 +89,8 @@ class ConsoleReader(threading.Thread):
                     self._buffer += data
                 else:
                     self._eof = True
+                if by_reader_thread and self._waiter_reads and self._taken_write >= 0:
+                    os.write(self._taken_write, b".")
                 self._ready.notify_all()
             return bool(data)
 
@@ -104,9 +115,11 @@ class ConsoleReader(threading.Thread):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise pexpect.TIMEOUT("no console output")
-                readable = self._select([self._sock], remaining)
+                readable = self._select([self._sock, self._taken_read], remaining)
                 if readable is None:
                     self._end()
+                elif self._taken_read in readable:
+                    os.read(self._taken_read, 4096)  # the bytes are in the buffer: look again
                 elif readable:
                     self._receive()
         finally:
