@@ -200,7 +200,7 @@ class Homelab:
     def push_to_cache(self, paths: Sequence[str]) -> None:
         """`nix copy` from the deployer into the cache node's store (root over SSH), as CI does."""
         self.deployer.succeed(
-            f"NIX_SSHOPTS={shlex.quote(SSH_OPTIONS)} nix copy --to ssh://root@cache "
+            f"NIX_SSHOPTS={shlex.quote(SSH_OPTIONS)} nix copy --no-check-sigs --to ssh://root@cache "
             f"{shlex.join(paths)} >&2",
             timeout=self.seconds(900),
         )

@@ -148,7 +148,7 @@ class TwinsOnFleet:
                 archived = json.loads(nix.run_nix(["flake", "archive", "--json", "--to", _DEPLOYER_STORE,
                                                    str(self.head), *_offline_args()]))
                 profiles = [self._profile(host, deploy_plan) for host in self.hosts]
-                nix.run_nix(["copy", "--to", _DEPLOYER_STORE, *profiles, *_offline_args()])
+                nix.run_nix(["copy", *_UNSIGNED, "--to", _DEPLOYER_STORE, *profiles, *_offline_args()])
         except nix.NixError as exc:
             raise RehearsalError(f"cannot copy the head to the twins' deployer: {exc.excerpt}") from exc
         return archived["path"]
@@ -183,6 +183,10 @@ class TwinsOnFleet:
 # -- the deployer's store and the cache twin's ------------------------------------------------------
 
 _DEPLOYER_STORE = f"ssh-ng://root@127.0.0.1?ssh-key={DEPLOY_KEY}"
+# What the harness builds carries no signature, and `nix copy` checks signatures unless told
+# not to, also towards a trusted user or root ("lacks a valid signature"; deploy-rs passes the
+# same flag): the receiving daemon honours this only from a trusted user.
+_UNSIGNED = ("--no-check-sigs",)
 
 
 @contextlib.contextmanager
@@ -201,7 +205,7 @@ def _deployer_ssh(fleet: Fleet) -> Iterator[None]:
 def copy_to_deployer(fleet: Fleet, paths: Sequence[str]) -> None:
     """Store paths built here into the deployer's store, as CI's runner has what it built."""
     with _deployer_ssh(fleet):
-        nix.run_nix(["copy", "--to", _DEPLOYER_STORE, *paths, *_offline_args()])
+        nix.run_nix(["copy", *_UNSIGNED, "--to", _DEPLOYER_STORE, *paths, *_offline_args()])
 
 
 def push_to_cache_command(facts: TwinFacts, paths: Sequence[str]) -> str:
@@ -209,7 +213,8 @@ def push_to_cache_command(facts: TwinFacts, paths: Sequence[str]) -> str:
     workflow's push-to-cache job does (`nix copy --to ssh-ng://...`). The twins' deployer logs
     in as the deploy user with the test deploy key: the real fleet's push identity is CI's."""
     return (f"NIX_SSHOPTS={shlex.quote(shlex.join(SSH_OPTIONS))} "
-            f"nix copy --to {shlex.quote(f'ssh-ng://{facts.ssh_user}@{facts.target_host}')} {shlex.join(paths)} >&2")
+            f"nix copy {shlex.join(_UNSIGNED)} --to {shlex.quote(f'ssh-ng://{facts.ssh_user}@{facts.target_host}')} "
+            f"{shlex.join(paths)} >&2")
 
 
 def _offline() -> dict[str, str]:

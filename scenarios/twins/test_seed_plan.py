@@ -64,7 +64,8 @@ def test_a_closure_pushed_to_the_cache_is_pulled_signed_by_another_twin(twins):
     key = twins.cache_public_key(server)
     url = twins.facts[server].cache_url
     pulled = cache.realise_from_substituter(twins[puller], [system], url, [key])
-    assert pulled.ok, f"{puller} could not substitute from {url}:\n{pulled.output}"
+    assert pulled.ok, (f"{puller} could not substitute from {url} (does {server} open Harmonia's port, "
+                       f"homelab.services.harmonia.openFirewall?):\n{pulled.output}")
     unsigned = cache.unsigned_paths(cache.path_signatures(twins[puller], new_paths), key)
     assert not unsigned, f"not signed by {server}'s cache key: {unsigned}"
 
