@@ -85,11 +85,11 @@ def bare_console(image: micro.MicroImage, accel: str, workdir: Path) -> Iterator
     try:
         listener.settimeout(120)
         connection, _ = listener.accept()
-        connection.settimeout(60)
-        console = BareConsole(connection)
-        console.read_until(re.compile(re.escape(READY_LINE)))
-        yield console
-        connection.close()
+        with connection:
+            connection.settimeout(60)
+            console = BareConsole(connection)
+            console.read_until(re.compile(re.escape(READY_LINE)))
+            yield console
     finally:
         process.kill(proc)
         listener.close()

@@ -330,5 +330,6 @@ class Backdoor:
         except OSError:
             pass
         self._reader.join(timeout=5)
+        self._reader.close()
         self._sock.close()  # after the reader: a closed socket's fd is -1, which select refuses
 

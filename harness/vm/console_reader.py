@@ -32,8 +32,10 @@ class ConsoleReader(threading.Thread):
         self._waiter_reads = False  # a read() is reading the socket itself: stand aside
         # Wakes the reader thread from its select when a read() takes over.
         self._wake_read, self._wake_write = os.pipe()
-        # Wakes a read() from its select when the reader thread took bytes meanwhile.
+        # Wakes a read() from its select when the reader thread took bytes meanwhile. Never
+        # blocks the thread: a byte already waiting there wakes the read() just as well.
         self._taken_read, self._taken_write = os.pipe()
+        os.set_blocking(self._taken_write, False)
 
     def run(self) -> None:
         try:
@@ -58,9 +60,6 @@ class ConsoleReader(threading.Thread):
                 self._wake_write = -1
                 os.close(self._taken_write)
                 self._taken_write = -1
-                # A read() that selects on it now gets EBADF, which _select treats as the end,
-                # as it is: _end() came first.
-                os.close(self._taken_read)
 
     def _select(self, sources: list, timeout: float | None) -> list | None:
         """select(); None once the socket is closed (by close(), from another thread)."""
@@ -90,7 +89,10 @@ class ConsoleReader(threading.Thread):
                 else:
                     self._eof = True
                 if by_reader_thread and self._waiter_reads and self._taken_write >= 0:
-                    os.write(self._taken_write, b".")
+                    try:
+                        os.write(self._taken_write, b".")
+                    except BlockingIOError:
+                        pass
                 self._ready.notify_all()
             return bool(data)
 
@@ -126,6 +128,13 @@ class ConsoleReader(threading.Thread):
             with self._ready:
                 self._waiter_reads = False
                 self._ready.notify_all()
+
+    def close(self) -> None:
+        """Once the thread has ended (the connection's end, then join): the pipe read() selects
+        on, closed only now so that no read() can select on a reused fd number."""
+        if not self.is_alive() and self._taken_read >= 0:
+            os.close(self._taken_read)
+            self._taken_read = -1
 
     def take(self) -> bytes:
         """Whatever is buffered now, without waiting."""

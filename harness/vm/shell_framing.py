@@ -70,7 +70,10 @@ def setup(token: str, number: int) -> str:
         f"__ndh_sh(){{ {_EMPTY_STDERR}; /bin/sh -c \"$1\" {_MOVED_FDS}; set -- \"$2\" $?; "
         f"{{ printf '\\036{token}:%s:stderr\\n' \"$1\"; [ ! -s {STDERR_FILE} ] || cat {STDERR_FILE}; }} >&$__ndh_o; "
         "__ndh_end \"$1\" \"$2\"; }; "
-        f"__ndh_s=0; exec </dev/null; [ -n \"${{__ndh_o-}}\" ] || {{ trap : PIPE; exec {{__ndh_e}}>>{STDERR_FILE}; "
+        # A shell set up by an older version holds /dev/null on an fd of its own: close it, or
+        # every forked command would inherit it.
+        "__ndh_s=0; exec </dev/null; [ -z \"${__ndh_n-}\" ] || { exec {__ndh_n}<&-; unset __ndh_n; }; "
+        f"[ -n \"${{__ndh_o-}}\" ] || {{ trap : PIPE; exec {{__ndh_e}}>>{STDERR_FILE}; "
         "__ndh_relay || __ndh_s=$?; }; "
         # The EXIT trap ends the watcher (shell_watcher.py) first: one goodbye per shell. Only
         # in the shell itself: a child it forked runs the trap too when a signal (the console's

@@ -47,6 +47,19 @@ def test_a_restored_shell_without_the_framing_functions_answers(fleet):
 
 
 @pytest.mark.fleet(SOLO)
+def test_a_restored_shell_of_an_older_version_leaves_commands_no_extra_fd(fleet):
+    solo = fleet["solo"]
+    # Earlier versions opened /dev/null on an fd of their own and moved it onto each command.
+    solo._backdoor.send_raw("exec {__ndh_n}</dev/null")
+    assert solo.succeed("readlink /proc/$$/fd/$__ndh_n") == "/dev/null\n", "the shell holds it"
+    solo.snapshot("older-version")
+    solo.restore("older-version")
+    fds = solo.succeed("ls /proc/self/fd | sort -n | tr '\\n' ' '").split()
+    assert fds[:3] == ["0", "1", "2"] and len(fds) == 4, fds
+    assert solo.succeed("readlink /proc/self/fd/0") == "/dev/null\n"
+
+
+@pytest.mark.fleet(SOLO)
 def test_commands_see_no_positional_parameters_and_hold_no_framing_fds(fleet):
     solo = fleet["solo"]
     assert solo.succeed('echo "$#:$*"') == "0:\n"
