@@ -19,7 +19,8 @@ let
   elsewhere = builtins.filter (name: certs.${name}.server != standIn.directory) names;
   # Challenges that go through a service on the internet (a DNS provider's API, an S3 bucket):
   # a twin reaches none, and the stand-in does not replace them.
-  online = builtins.filter (name: certs.${name}.dnsProvider != null || certs.${name}.s3Bucket != null) names;
+  # s3Bucket is newer than some nixpkgs releases this fleet evaluates with: absent means unused.
+  online = builtins.filter (name: certs.${name}.dnsProvider != null || (certs.${name}.s3Bucket or null) != null) names;
   describe = f: lib.concatMapStringsSep ", " (name: "${name} (${f certs.${name}})");
 in
 {

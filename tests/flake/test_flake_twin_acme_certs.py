@@ -32,7 +32,8 @@ def test_the_server_certificate_verifies_against_the_ca_for_the_stand_in_s_names
         done = openssl("verify", "-x509_strict", "-purpose", "sslserver", "-verify_hostname", name,
                        "-CAfile", str(CA), str(CERT))
         assert done.returncode == 0 and done.stdout.strip() == f"{CERT}: OK", done.stdout + done.stderr
-    # Any other name is refused: the certificate does not carry it, and the CA may not vouch for it.
+    # Any other name is refused (the certificate does not carry it; the CA's name constraints are
+    # checked in the next test, from its extensions).
     other = openssl("verify", "-verify_hostname", "acme-v02.api.letsencrypt.org", "-CAfile", str(CA), str(CERT))
     assert other.returncode != 0
 
