@@ -117,14 +117,34 @@ def copy_to_cache(
     paths: Sequence[str],
     options: Mapping[str, str] | None = None,
     timeout: float | None = 600,
+    *,
+    unsigned: bool = False,
+    ssh_options: Sequence[str] = (),
 ) -> str:
-    """`nix copy --to <cache_url> <paths>` (closure included); returns nix's output."""
+    """`nix copy --to <cache_url> <paths>` (closure included); returns nix's output.
+
+    unsigned: pass `--no-check-sigs`, for paths built without a signature pushed to a trusted
+    user (nix copy checks signatures on the receiving side otherwise, for a trusted user too;
+    tests/deploy/test_nix_copy_signatures.py). ssh_options: NIX_SSHOPTS for an ssh store."""
+    sshopts = f"NIX_SSHOPTS={shlex.quote(shlex.join(ssh_options))} " if ssh_options else ""
+    flags = " --no-check-sigs" if unsigned else ""
     return _run(
         machine,
-        f"{NIX} copy {_options(options)} --to {shlex.quote(cache_url)} {shlex.join(paths)}",
+        f"{sshopts}{NIX} copy{flags} {_options(options)} --to {shlex.quote(cache_url)} {shlex.join(paths)}",
         f"copying {len(paths)} path(s) to {cache_url}",
         timeout,
     )
+
+
+def closure(machine: ShellMachine, path: str, timeout: float | None = 120) -> list[str]:
+    """Every path `path` needs (itself included), from the machine's store."""
+    return _run(machine, f"nix-store -qR {shlex.quote(path)}", f"the closure of {path}", timeout).split()
+
+
+def invalid_paths(machine: ShellMachine, paths: Sequence[str], timeout: float | None = 120) -> set[str]:
+    """The paths the machine's store does not hold (one nix-store for all of them)."""
+    return set(_run(machine, f"nix-store --check-validity --print-invalid {shlex.join(paths)}",
+                    f"checking {len(paths)} path(s)", timeout).split())
 
 
 def path_signatures(

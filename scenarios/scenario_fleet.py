@@ -199,11 +199,8 @@ class Homelab:
 
     def push_to_cache(self, paths: Sequence[str]) -> None:
         """`nix copy` from the deployer into the cache node's store (root over SSH), as CI does."""
-        self.deployer.succeed(
-            f"NIX_SSHOPTS={shlex.quote(SSH_OPTIONS)} nix copy --no-check-sigs --to ssh://root@cache "
-            f"{shlex.join(paths)} >&2",
-            timeout=self.seconds(900),
-        )
+        cache.copy_to_cache(self.deployer, "ssh://root@cache", paths, unsigned=True,
+                            ssh_options=shlex.split(SSH_OPTIONS), timeout=self.seconds(900))
 
     # -- what the targets are ------------------------------------------------------------
 
@@ -227,14 +224,10 @@ class Homelab:
         return self.fleet[node].succeed("cat /etc/ndh-variant").strip()
 
     def valid_paths(self, node: str, paths: Sequence[str]) -> set[str]:
-        out = self.fleet[node].succeed(
-            "for p in " + shlex.join(paths) + "; do "
-            'if nix-store --check-validity "$p" 2>/dev/null; then echo "$p"; fi; done'
-        )
-        return set(out.split())
+        return set(paths) - cache.invalid_paths(self.fleet[node], paths)
 
     def closure(self, path: str) -> list[str]:
-        return self.deployer.succeed(f"nix-store -qR {shlex.quote(path)}").split()
+        return cache.closure(self.deployer, path)
 
     def ssh(self, node: str, command: str, user: str = "deploy") -> tuple[int, str]:
         """Run `command` on `node` over SSH from the deployer, as deploy-rs reaches it."""

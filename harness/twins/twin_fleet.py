@@ -208,15 +208,6 @@ def copy_to_deployer(fleet: Fleet, paths: Sequence[str]) -> None:
         nix.run_nix(["copy", *_UNSIGNED, "--to", _DEPLOYER_STORE, *paths, *_offline_args()])
 
 
-def push_to_cache_command(facts: TwinFacts, paths: Sequence[str]) -> str:
-    """What the deployer runs to push `paths` into the cache twin's store, as the build
-    workflow's push-to-cache job does (`nix copy --to ssh-ng://...`). The twins' deployer logs
-    in as the deploy user with the test deploy key: the real fleet's push identity is CI's."""
-    return (f"NIX_SSHOPTS={shlex.quote(shlex.join(SSH_OPTIONS))} "
-            f"nix copy {shlex.join(_UNSIGNED)} --to {shlex.quote(f'ssh-ng://{facts.ssh_user}@{facts.target_host}')} "
-            f"{shlex.join(paths)} >&2")
-
-
 def _offline() -> dict[str, str]:
     """No nix command of the harness reaches a network: no substituter, no flake registry."""
     return {"substituters": "", "flake-registry": ""}

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
 from harness import accel as accel_mod
-from harness import nixos
+from harness import cache, nixos
 from harness.fleet import Fleet
 from harness.images.nixos import REPO
 from harness.twins import twin_fleet
@@ -98,16 +98,19 @@ class TwinLab:
         return self.on(tree, [host]).head_system(host)
 
     def push_to_cache(self, cache_host: str, paths: Sequence[str]) -> None:
-        """Onto the deployer (CI's runner has what it built), then into the cache twin's store."""
+        """Onto the deployer (CI's runner has what it built), then into the cache twin's store as
+        the build workflow's push-to-cache job does, unsigned. The twins' deployer logs in as the
+        deploy user with the test deploy key: the real fleet's push identity is CI's."""
         twin_fleet.copy_to_deployer(self.fleet, paths)
-        self.fleet[DEPLOYER].succeed(twin_fleet.push_to_cache_command(self.facts[cache_host], paths), timeout=900)
+        facts = self.facts[cache_host]
+        cache.copy_to_cache(self.fleet[DEPLOYER], f"ssh-ng://{facts.ssh_user}@{facts.target_host}", paths,
+                            unsigned=True, ssh_options=twin_fleet.SSH_OPTIONS, timeout=900)
 
     def closure_on_deployer(self, path: str) -> list[str]:
-        return self.fleet[DEPLOYER].succeed(f"nix-store -qR {shlex.quote(path)}").split()
+        return cache.closure(self.fleet[DEPLOYER], path)
 
     def invalid_paths(self, host: str, paths: Sequence[str]) -> set[str]:
-        """The paths `host`'s store does not hold."""
-        return set(self.fleet[host].succeed(f"nix-store --check-validity --print-invalid {shlex.join(paths)}").split())
+        return cache.invalid_paths(self.fleet[host], paths)
 
     def cache_public_key(self, cache_host: str) -> str:
         """The public half of the key the cache twin signs with. Harmonia may be socket-activated,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import cache
 from harness.fleet import FleetSpec, NodeSpec
 from harness.twins import twin_fleet
 from harness.twins.fleet_spec import DEPLOYER, TwinFacts
@@ -85,15 +86,17 @@ RECORDING_NIX = '#!/bin/sh\n{ printf "%s\\n" "$NIX_SSHOPTS"; printf "%s\\n" "$@"
 
 
 @pytest.mark.fleet(SPEC)
-def test_the_push_to_the_cache_twin_is_nix_copy_over_ssh_ng_as_the_deploy_user(fleet):
+def test_the_push_to_the_cache_twin_is_an_unsigned_nix_copy_over_ssh(fleet):
+    """twin_lab.push_to_cache's second half, in a real guest shell with a recording `nix`."""
     deployer = fleet[DEPLOYER]
     encoded = base64.b64encode(RECORDING_NIX.encode()).decode()
     deployer.succeed(f"mkdir -p /tmp/bin && printf %s {encoded} | base64 -d > /tmp/bin/nix && chmod +x /tmp/bin/nix")
-    cache = TwinFacts("192.168.0.10", False, True, True, 2048, "Ingress", "deploy", 30,
-                      "http://192.168.0.10:5000", "/var/lib/homelab-harmonia/signing-key.pub")
     paths = ["/nix/store/0000000000000000000000000000000a-one", "/nix/store/0000000000000000000000000000000b-two"]
-    deployer.succeed(f"PATH=/tmp/bin:$PATH; {twin_fleet.push_to_cache_command(cache, paths)}")
+    deployer.succeed("ln -sf /tmp/bin/nix /bin/nix")  # the micro image has no nix of its own
+    cache.copy_to_cache(deployer, "ssh-ng://deploy@Ingress", paths, unsigned=True,
+                        ssh_options=twin_fleet.SSH_OPTIONS)
     sshopts, *argv = deployer.succeed("cat /tmp/nix-ran").splitlines()
     # Unsigned (built here): a trusted receiver takes them only with --no-check-sigs.
-    assert argv == ["copy", "--no-check-sigs", "--to", "ssh-ng://deploy@Ingress", *paths]
+    assert argv == ["--extra-experimental-features", "nix-command", "copy", "--no-check-sigs",
+                    "--to", "ssh-ng://deploy@Ingress", *paths]
     assert shlex.split(sshopts) == list(twin_fleet.SSH_OPTIONS)
