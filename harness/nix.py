@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import shlex
 import shutil
@@ -246,16 +247,19 @@ def run_nix(
     timeout: float | None = None,
     cwd: str | None = None,
     progress: Callable[[str], None] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> str:
     """Run `nix <arguments>` with the experimental features we need; return stdout. With
-    `progress`, each line nix prints on stderr (its build log) goes there as it comes."""
+    `progress`, each line nix prints on stderr (its build log) goes there as it comes. `env`
+    adds variables to this process's environment for nix alone (NIX_SSHOPTS, an impure getEnv)."""
     executable = nix or find_nix()
     command = [executable, "--extra-experimental-features", EXPERIMENTAL_FEATURES, *arguments]
+    environment = None if env is None else {**os.environ, **env}
     if progress is not None:
-        return _run_streaming(command, timeout, cwd, progress)
+        return _run_streaming(command, timeout, cwd, progress, environment)
     try:
         completed = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False
+            command, capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False, env=environment
         )
     except subprocess.TimeoutExpired as expired:
         partial = expired.stderr or ""
@@ -269,10 +273,11 @@ def run_nix(
 
 
 def _run_streaming(
-    command: list[str], timeout: float | None, cwd: str | None, progress: Callable[[str], None]
+    command: list[str], timeout: float | None, cwd: str | None, progress: Callable[[str], None],
+    env: Mapping[str, str] | None,
 ) -> str:
     proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env
     )
     out: list[str] = []
     err: list[str] = []
@@ -316,6 +321,7 @@ def build(
     timeout: float | None = None,
     cwd: str | None = None,
     progress: Callable[[str], None] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> list[str]:
     """`nix build --no-link`; returns the output store paths in nix's order. With `progress`,
     nix's stderr streams there line by line: what it builds and downloads, as it happens."""
@@ -323,9 +329,10 @@ def build(
     source = _source_args(installables, file, expr, args, argstrs)
     common = ["build", "--no-link", *source, *_option_args(options), *extra_args]
     if _supports_print_out_paths(executable):
-        out = run_nix([*common, "--print-out-paths"], nix=executable, timeout=timeout, cwd=cwd, progress=progress)
+        out = run_nix([*common, "--print-out-paths"], nix=executable, timeout=timeout, cwd=cwd, progress=progress,
+                      env=env)
         return [line for line in out.splitlines() if line.strip()]
-    out = run_nix([*common, "--json"], nix=executable, timeout=timeout, cwd=cwd, progress=progress)
+    out = run_nix([*common, "--json"], nix=executable, timeout=timeout, cwd=cwd, progress=progress, env=env)
     # --json (Nix 2.4+): [{"drvPath": ..., "outputs": {"out": "/nix/store/..."}}, ...]
     return [path for result in json.loads(out) for path in result["outputs"].values()]
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
 import shlex
 import time
 from pathlib import Path
@@ -144,11 +143,10 @@ class TwinsOnFleet:
         """The head's flake and inputs (`nix flake archive`) and every profile the plan deploys
         into the deployer's store; returns the flake's store path."""
         try:
-            with _deployer_ssh(self.fleet):
-                archived = json.loads(nix.run_nix(["flake", "archive", "--json", "--to", _DEPLOYER_STORE,
-                                                   str(self.head), *_offline_args()]))
-                profiles = [self._profile(host, deploy_plan) for host in self.hosts]
-                nix.run_nix(["copy", *_UNSIGNED, "--to", _DEPLOYER_STORE, *profiles, *_offline_args()])
+            archived = json.loads(nix.run_nix(["flake", "archive", "--json", "--to", _DEPLOYER_STORE,
+                                               str(self.head), *_offline_args()], env=_deployer_ssh(self.fleet)))
+            profiles = [self._profile(host, deploy_plan) for host in self.hosts]
+            copy_to_deployer(self.fleet, profiles)
         except nix.NixError as exc:
             raise RehearsalError(f"cannot copy the head to the twins' deployer: {exc.excerpt}") from exc
         return archived["path"]
@@ -157,13 +155,8 @@ class TwinsOnFleet:
         test_host = deploy_plan.env.get("HOMELAB_DEPLOY_TEST_HOST", "")
         profile = "test" if test_host else "system"
         attribute = f"{self.head}#twinDeploy.nodes.{host}.profiles.{profile}.path"
-        if test_host:
-            os.environ["HOMELAB_DEPLOY_TEST_HOST"] = test_host
-        try:
-            [path] = nix.build([attribute], options=_offline(), extra_args=["--impure"] if test_host else [])
-        finally:
-            if test_host:
-                os.environ.pop("HOMELAB_DEPLOY_TEST_HOST", None)
+        [path] = nix.build([attribute], options=_offline(), extra_args=["--impure"] if test_host else [],
+                           env={"HOMELAB_DEPLOY_TEST_HOST": test_host} if test_host else None)
         return path
 
     def settle(self) -> None:
@@ -189,23 +182,14 @@ _DEPLOYER_STORE = f"ssh-ng://root@127.0.0.1?ssh-key={DEPLOY_KEY}"
 _UNSIGNED = ("--no-check-sigs",)
 
 
-@contextlib.contextmanager
-def _deployer_ssh(fleet: Fleet) -> Iterator[None]:
-    """NIX_SSHOPTS for the port QEMU forwards to the deployer's sshd, while nix copies."""
-    env = {"NIX_SSHOPTS": shlex.join([*SSH_OPTIONS, "-p", str(fleet[DEPLOYER].forwarded_port(22))])}
-    old = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for name, value in old.items():
-            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+def _deployer_ssh(fleet: Fleet) -> dict[str, str]:
+    """NIX_SSHOPTS for the port QEMU forwards to the deployer's sshd."""
+    return {"NIX_SSHOPTS": shlex.join([*SSH_OPTIONS, "-p", str(fleet[DEPLOYER].forwarded_port(22))])}
 
 
 def copy_to_deployer(fleet: Fleet, paths: Sequence[str]) -> None:
     """Store paths built here into the deployer's store, as CI's runner has what it built."""
-    with _deployer_ssh(fleet):
-        nix.run_nix(["copy", *_UNSIGNED, "--to", _DEPLOYER_STORE, *paths, *_offline_args()])
+    nix.run_nix(["copy", *_UNSIGNED, "--to", _DEPLOYER_STORE, *paths, *_offline_args()], env=_deployer_ssh(fleet))
 
 
 def _offline() -> dict[str, str]:

@@ -55,6 +55,16 @@ def test_eval_json_with_apply() -> None:
     assert nix.eval_json(expr="{ a = 41; }", apply="x: x.a + 1") == 42
 
 
+def test_env_reaches_nix_alone(monkeypatch) -> None:
+    # How the twins pass NIX_SSHOPTS and the test host's name (an impure getEnv) to nix.
+    monkeypatch.delenv("NDH_ONLY_FOR_NIX", raising=False)
+    out = nix.run_nix(["eval", "--impure", "--raw", "--expr", 'builtins.getEnv "NDH_ONLY_FOR_NIX"'],
+                      env={"NDH_ONLY_FOR_NIX": "given"})
+    assert out == "given"
+    assert "NDH_ONLY_FOR_NIX" not in os.environ, "this process's environment is left alone"
+    assert nix.run_nix(["eval", "--impure", "--raw", "--expr", 'builtins.getEnv "NDH_ONLY_FOR_NIX"']) == ""
+
+
 def test_eval_error_is_a_nix_error_with_position_and_advice() -> None:
     with pytest.raises(nix.NixError) as caught:
         nix.eval_json(expr="{ x = 1; }.y")
