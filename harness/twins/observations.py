@@ -23,7 +23,7 @@ class HostResult:
     failed_units: tuple[str, ...] = ()
     journal_tail: str = ""  # of the failed units
     ssh_answers: bool = False  # a login as the deploy user ran a command
-    rolled_back: bool = False  # the twin runs the base's system again, no generation holds the head
+    rolled_back: bool = False  # the head's system was switched to, and the base's runs again
     # After the reboot that follows every deploy: None when the twin could not be rebooted.
     boots_head: bool | None = None
     booted_system: str | None = None

@@ -80,8 +80,9 @@ def activation(machine: ShellMachine, before: SystemState, head_system: str, mod
     else:
         activated = after.current_system_of == head_system
     # Rolled back: the head's system was switched to in this boot (its activation logged it)
-    # and is not what runs now. A deploy that never reached the twin is no rollback.
-    rolled_back = after.current_system_of != head_system and switched_to(machine, head_system)
+    # and the base's runs again. A deploy that never reached the twin is no rollback.
+    rolled_back = (after.current_system_of == before.current_system_of != head_system
+                   and switched_to(machine, head_system))
     units = failed_units(machine)
     return Activation(activated, rolled_back, units, journal_tail(machine, units), after)
 
