@@ -24,7 +24,6 @@ from ..deploy import DeployOptions, deploy_shell_command
 from ..fleet import Fleet
 from ..nixos import NixosPaths
 from ..vm.guest import ShellMachine
-from . import requirements
 from .fleet_spec import DEPLOYER, TwinFacts, read_facts, twin_spec
 from .plan import DeployPlan
 from .rehearse import BootTwins, DeployOutcome
@@ -41,12 +40,6 @@ SSH_OPTIONS = ("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/
 DEPLOY_TIMEOUT = 1800.0
 # How long past a twin's confirm timeout settle() waits for deploy-rs's activation to end.
 SETTLE_MARGIN = 60.0
-
-
-def problems(accel: str, device: str = requirements.KVM_DEVICE) -> list[str]:
-    """What this machine lacks to boot twins: Nix new enough for current nixpkgs, and KVM
-    unless TCG is asked for. Empty when nothing is missing."""
-    return [p for p in (requirements.nix_problem(), requirements.kvm_problem(accel, device)) if p]
 
 
 # -- after boot: the test host key, then activation again --------------------------------------

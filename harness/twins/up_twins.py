@@ -12,7 +12,7 @@ from typing import Callable
 from ..fleet import Fleet
 from ..images.nixos import default_flake
 from ..specs import FleetSpec
-from . import fleet_spec, twin_fleet
+from . import fleet_spec, requirements, twin_fleet
 
 
 class TwinsRefused(RuntimeError):
@@ -26,13 +26,13 @@ class TwinSetup:
 
 
 def setup(text: str, accel: str, *, flake: str | None = None, name: str | None = None,
-          device: str = twin_fleet.requirements.KVM_DEVICE) -> TwinSetup:
+          device: str = requirements.KVM_DEVICE) -> TwinSetup:
     flake = flake or default_flake()
     try:
         hosts = fleet_spec.parse_twins(text, fleet_spec.host_folders(Path(flake)))
     except fleet_spec.TwinsError as error:
         raise TwinsRefused(str(error)) from None
-    missing = twin_fleet.problems(accel, device)
+    missing = requirements.missing(accel, device)
     if missing:
         lines = "\n".join(f"  - {problem}" for problem in missing)
         raise TwinsRefused(f"cannot boot the twins of {', '.join(hosts)} on this machine; nothing was booted:\n{lines}")

@@ -35,7 +35,7 @@ Commands run with the NixOS test driver's `set -euo pipefail`, in a subshell (so
 or variables never leak into the backdoor shell). Unlike the driver's, stdin is /dev/null (a
 command reading stdin would swallow the next command) and stdout is not base64-encoded. A
 command left running in the background does not hold the answer back (its stdout is the relay).
-stderr goes to a file, `STDERR_FILE`, so a failure can show that command's own stderr; it is
+stderr goes to a file, `shell_framing.STDERR_FILE`, so a failure can show that command's own stderr; it is
 copied to the serial console afterwards, where the driver's users look for it. Forking the
 subshell costs ~2.5 ms under TCG, so commands that provably cannot change shell state, print
 much or depend on shell options (one read-only builtin with plain or single-quoted words: `true`,
@@ -63,7 +63,6 @@ from .console_reader import ConsoleReader, ReaderSpawn
 
 READY_LINE = b"Spawning backdoor root shell...\n"
 _READY = re.compile(re.escape(READY_LINE))
-STDERR_FILE = shell_framing.STDERR_FILE
 
 _FAST_BUILTINS = {"true", "false", ":", "test", "[", "echo", "printf", "pwd"}
 # A word of a fast command: plain characters or one single-quoted string (no expansion can

@@ -18,7 +18,7 @@ import os
 import pytest
 
 from harness.images.nixos import default_flake
-from harness.twins import fleet_spec, twin_fleet
+from harness.twins import fleet_spec, requirements
 from twin_lab import GUINEA_PIG, TwinLab, boot_lab
 
 TWINS_ENV = "NDH_TWINS"
@@ -36,7 +36,7 @@ def decide(config: pytest.Config) -> tuple[str | None, dict]:
     if _VERDICT in config.stash:
         return config.stash[_VERDICT]
     accel = "tcg" if config.getoption("--vm-accel") == "tcg" else "auto"
-    problems = twin_fleet.problems(accel)
+    problems = requirements.missing(accel)
     facts: dict = {}
     if not problems:
         try:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import HANDLERS, arguments
-from harness.twins import fleet_spec, twin_fleet, up_twins
+from harness.twins import fleet_spec, requirements, up_twins
 from harness.twins.fleet_spec import DEPLOYER
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,14 +59,14 @@ def test_without_nix_it_refuses_naming_what_is_missing(tmp_path):
 
 def test_this_machine_s_nix_is_named_too_old(tmp_path):
     found = shutil.which("nix")
-    if found is None or twin_fleet.requirements.nix.too_old(found) is None:
+    if found is None or requirements.nix.too_old(found) is None:
         pytest.skip("needs a nix older than 2.18 on PATH (Debian's nix-bin)")
     done = up("--twins", "Development", "--accel", "tcg", tmp_path=tmp_path)
     assert done.returncode == 1 and "is older than 2.18" in done.stderr
 
 
 def test_missing_kvm_is_named(tmp_path, monkeypatch):
-    monkeypatch.setattr(twin_fleet.requirements, "nix_problem", lambda: None)
+    monkeypatch.setattr(requirements, "nix_problem", lambda: None)
     with pytest.raises(up_twins.TwinsRefused, match=r"NixOS twins need KVM .*--accel tcg"):
         up_twins.setup("Development", "kvm", flake=str(REPO), device=str(tmp_path / "kvm"))
 
@@ -78,7 +78,7 @@ def test_with_the_requirements_met_the_spec_comes_from_the_facts(monkeypatch):
     assert done.returncode == 0, done.stderr
     evaluated = fleet_spec.facts_from_json(json.loads(done.stdout))
     asked = []
-    monkeypatch.setattr(twin_fleet, "problems", lambda accel, device: [])
+    monkeypatch.setattr(requirements, "missing", lambda accel, device: [])
     monkeypatch.setattr(fleet_spec, "read_facts", lambda flake: asked.append(flake) or evaluated)
     made = up_twins.setup("Production,Development", "tcg", flake=str(REPO), name="mine")
     assert asked == [str(REPO)]
