@@ -212,7 +212,12 @@ def _supports_print_out_paths(nix: str) -> bool:
     return "--print-out-paths" in help_text
 
 
-def _option_args(options: Mapping[str, str] | None) -> list[str]:
+# Options for a nix command that must reach no network: no substituter, no flake registry.
+OFFLINE: Mapping[str, str] = {"substituters": "", "flake-registry": ""}
+
+
+def option_args(options: Mapping[str, str] | None) -> list[str]:
+    """`--option NAME VALUE` for each, for the nix commands that take no `options=`."""
     args: list[str] = []
     for name, value in (options or {}).items():
         args += ["--option", name, value]
@@ -327,7 +332,7 @@ def build(
     nix's stderr streams there line by line: what it builds and downloads, as it happens."""
     executable = nix or find_nix()
     source = _source_args(installables, file, expr, args, argstrs)
-    common = ["build", "--no-link", *source, *_option_args(options), *extra_args]
+    common = ["build", "--no-link", *source, *option_args(options), *extra_args]
     if _supports_print_out_paths(executable):
         out = run_nix([*common, "--print-out-paths"], nix=executable, timeout=timeout, cwd=cwd, progress=progress,
                       env=env)
@@ -353,7 +358,7 @@ def eval_json(
 ) -> Any:
     """`nix eval --json`, decoded. With flakes enabled `--expr` is pure unless impure=True."""
     source = _source_args([installable] if installable else [], file, expr, args, argstrs)
-    arguments = ["eval", "--json", *source, *_option_args(options)]
+    arguments = ["eval", "--json", *source, *option_args(options)]
     if apply is not None:
         arguments += ["--apply", apply]
     if impure:
