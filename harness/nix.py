@@ -213,7 +213,7 @@ def _supports_print_out_paths(nix: str) -> bool:
 
 
 # Options for a nix command that must reach no network: no substituter, no flake registry.
-OFFLINE: Mapping[str, str] = {"substituters": "", "flake-registry": ""}
+OFFLINE_OPTIONS: Mapping[str, str] = {"substituters": "", "flake-registry": ""}
 
 
 def option_args(options: Mapping[str, str] | None) -> list[str]:

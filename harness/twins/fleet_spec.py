@@ -66,7 +66,7 @@ def read_facts(flake: str, *, nix_executable: str | None = None, timeout: float 
     """`nix eval --json <flake>#twinFacts`, offline (no substituter, no flake registry)."""
     try:
         data = nix.eval_json(f"{flake}#{FACTS_OUTPUT}", nix=nix_executable, timeout=timeout,
-                             options=nix.OFFLINE,
+                             options=nix.OFFLINE_OPTIONS,
                              )
     except nix.NixError as exc:
         raise TwinsError(f"cannot evaluate {flake}#{FACTS_OUTPUT}: {exc.excerpt.splitlines()[:REASON_LINES]}") from exc
@@ -135,7 +135,7 @@ class TwinImage:
     flake: str = field(default_factory=default_flake)
     hosts: tuple[str, ...] = ()
     build_timeout: float | None = None
-    nix_options: tuple[tuple[str, str], ...] = tuple(nix.OFFLINE.items())
+    nix_options: tuple[tuple[str, str], ...] = tuple(nix.OFFLINE_OPTIONS.items())
 
     def installable(self, node: str) -> str:
         if node == DEPLOYER:

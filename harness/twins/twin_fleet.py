@@ -111,7 +111,7 @@ class TwinsOnFleet:
         if host not in self._systems:
             attribute = f"{self.head}#nixosConfigurations.{host}.config.virtualisation.vmVariant.system.build.toplevel"
             try:
-                [self._systems[host]] = nix.build([attribute], options=nix.OFFLINE)
+                [self._systems[host]] = nix.build([attribute], options=nix.OFFLINE_OPTIONS)
             except nix.NixError as exc:
                 raise RehearsalError(f"cannot build the head's twin system of {host}: {exc.excerpt}") from exc
         return self._systems[host]
@@ -137,7 +137,7 @@ class TwinsOnFleet:
         into the deployer's store; returns the flake's store path."""
         try:
             archived = json.loads(nix.run_nix(["flake", "archive", "--json", "--to", _DEPLOYER_STORE,
-                                               str(self.head), *nix.option_args(nix.OFFLINE)], env=_deployer_ssh(self.fleet)))
+                                               str(self.head), *nix.option_args(nix.OFFLINE_OPTIONS)], env=_deployer_ssh(self.fleet)))
             profiles = [self._profile(host, deploy_plan) for host in self.hosts]
             copy_to_deployer(self.fleet, profiles)
         except nix.NixError as exc:
@@ -148,7 +148,7 @@ class TwinsOnFleet:
         test_host = deploy_plan.env.get("HOMELAB_DEPLOY_TEST_HOST", "")
         profile = "test" if test_host else "system"
         attribute = f"{self.head}#twinDeploy.nodes.{host}.profiles.{profile}.path"
-        [path] = nix.build([attribute], options=nix.OFFLINE, extra_args=["--impure"] if test_host else [],
+        [path] = nix.build([attribute], options=nix.OFFLINE_OPTIONS, extra_args=["--impure"] if test_host else [],
                            env={"HOMELAB_DEPLOY_TEST_HOST": test_host} if test_host else None)
         return path
 
@@ -182,7 +182,7 @@ def _deployer_ssh(fleet: Fleet) -> dict[str, str]:
 
 def copy_to_deployer(fleet: Fleet, paths: Sequence[str]) -> None:
     """Store paths built here into the deployer's store, as CI's runner has what it built."""
-    nix.run_nix(["copy", *_UNSIGNED, "--to", _DEPLOYER_STORE, *paths, *nix.option_args(nix.OFFLINE)], env=_deployer_ssh(fleet))
+    nix.run_nix(["copy", *_UNSIGNED, "--to", _DEPLOYER_STORE, *paths, *nix.option_args(nix.OFFLINE_OPTIONS)], env=_deployer_ssh(fleet))
 
 
 def booter(accel: str, *, boot_timeout: float = 900) -> BootTwins:
