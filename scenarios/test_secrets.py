@@ -8,6 +8,7 @@ import shlex
 
 import pytest
 
+from harness.twins import twin_fleet
 from scenario_fleet import KEYS, NIXOS_FLEET
 
 pytestmark = [pytest.mark.nixos, pytest.mark.fleet(NIXOS_FLEET)]
@@ -19,11 +20,10 @@ OWNER = "ndh-secret-reader"
 
 def install_test_host_key(machine) -> None:
     """The fixed test host key, written over the backdoor: never through Nix, so it is in no
-    store (test/fleet/keys/default.nix). sshd's own generated key is replaced."""
-    for name, mode in (("target-host-ed25519", "0600"), ("target-host-ed25519.pub", "0644")):
-        data = base64.b64encode((KEYS / name).read_bytes()).decode()
-        path = HOST_KEY if name.endswith("ed25519") else f"{HOST_KEY}.pub"
-        machine.succeed(f"printf %s {data} | base64 -d > {path}.new && chmod {mode} {path}.new && mv {path}.new {path}")
+    store (test/fleet/keys/default.nix). sshd's own generated key is replaced. The same lines
+    write it on twins."""
+    for line in twin_fleet.host_key_commands(KEYS, HOST_KEY):
+        machine.succeed(line)
 
 
 def installed_secret(machine) -> tuple[str, str]:
