@@ -18,6 +18,7 @@ import os
 import pytest
 
 from harness.images.nixos import default_flake
+from harness.plugin import accel_choice, time_scale
 from harness.twins import fleet_spec, requirements
 from twin_lab import GUINEA_PIG, TwinLab, boot_lab
 
@@ -72,8 +73,8 @@ def twin_session(request: pytest.FixtureRequest):
     reason, facts = decide(request.config)
     if reason is not None:
         pytest.skip(reason)
-    accel = "tcg" if request.config.getoption("--vm-accel") == "tcg" else "auto"
-    with boot_lab(facts, chosen(facts), accel) as lab:
+    # The plugin's accelerator and the scenarios tier's time scale (TCG stretches every wait).
+    with boot_lab(facts, chosen(facts), accel_choice(request.config).name, time_scale(request.config)) as lab:
         yield lab
 
 

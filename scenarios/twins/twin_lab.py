@@ -11,7 +11,6 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
-from harness import accel as accel_mod
 from harness import cache, nixos
 from harness.fleet import Fleet
 from harness.images.nixos import REPO
@@ -125,9 +124,11 @@ class TwinLab:
 
 
 @contextlib.contextmanager
-def boot_lab(facts: Mapping[str, TwinFacts], hosts: Sequence[str], accel: str) -> Iterator[TwinLab]:
+def boot_lab(facts: Mapping[str, TwinFacts], hosts: Sequence[str], accel: str,
+             time_scale: float = 1.0) -> Iterator[TwinLab]:
+    """`accel` as the plugin chose it; `time_scale` stretches the fleet's waits (slow guests)."""
     spec = twin_spec(facts, hosts, name="scenario-twins")
-    fleet = Fleet(spec, accel=accel_mod.resolve(accel).name, boot_timeout=900)
+    fleet = Fleet(spec, accel=accel, boot_timeout=900, time_scale=time_scale)
     with tempfile.TemporaryDirectory(prefix="ndh-twin-trees-") as scratch:
         try:
             fleet.boot()
