@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_TIMEOUT", "GUEST_KILLED_EXIT", "GUEST_TIMEOUT_EXIT", "HOST_TIMEOUT_MARGIN", "KILL_GRACE",
     "LOG_DIR", "DeployError", "DeployMode", "DeployOptions", "DeployResult", "ProfileDeploy",
     "RollbackKind", "deploy_command_line", "deploy_shell_command", "parse_deploy_log", "run_deploy",
+    "run_deploy_argv",
     "strip_ansi",
 ]
 
@@ -184,12 +185,27 @@ def run_deploy(
     host waits `HOST_TIMEOUT_MARGIN` longer for the shell before giving up with DeployError.
     """
     options = options or DeployOptions()
-    log_path = log_path or f"{LOG_DIR}/harness-deploy-{uuid.uuid4().hex[:12]}.log"
-    argv = deploy_command_line(targets, options)
-    command = deploy_shell_command(argv, options, log_path, timeout, workdir)
     mode: DeployMode = (
         "boot" if options.boot else "dry-activate" if options.dry_activate else "switch"
     )
+    return run_deploy_argv(deployer, deploy_command_line(targets, options), options, mode,
+                           workdir=workdir, log_path=log_path, timeout=timeout)
+
+
+def run_deploy_argv(
+    deployer: ShellMachine,
+    argv: Sequence[str],
+    options: DeployOptions,
+    mode: DeployMode,
+    *,
+    workdir: str | None = None,
+    log_path: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> DeployResult:
+    """run_deploy for a deploy command line given whole (a rehearsal runs the deploy plan's
+    own argv): the same log, timeout and status handling."""
+    log_path = log_path or f"{LOG_DIR}/harness-deploy-{uuid.uuid4().hex[:12]}.log"
+    command = deploy_shell_command(argv, options, log_path, timeout, workdir)
     where = f"on {deployer.name}"
     started = time.monotonic()
     try:

@@ -14,13 +14,12 @@ import base64
 import contextlib
 import json
 import shlex
-import time
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
 from .. import accel as accel_mod
 from .. import nix
-from ..deploy import DeployOptions, deploy_shell_command
+from ..deploy import DeployError, DeployOptions, run_deploy_argv
 from ..fleet import Fleet
 from ..nixos import NixosPaths
 from ..vm.guest import ShellMachine
@@ -124,13 +123,12 @@ class TwinsOnFleet:
         directory = shlex.quote(DEPLOYER_FLAKE_DIR)
         deployer.succeed(f"rm -rf {directory} && mkdir -p {directory} && printf %s {encoded} | base64 -d > {directory}/flake.nix",
                          f"cd {directory} && nix flake lock --offline")
-        log = f"/tmp/twin-deploy-{int(time.time())}.log"
-        command = deploy_shell_command(deploy_plan.argv, DeployOptions(env=dict(deploy_plan.env)), log,
-                                       DEPLOY_TIMEOUT, DEPLOYER_FLAKE_DIR)
-        _, output = deployer.execute(command, timeout=DEPLOY_TIMEOUT + 120)
-        status = int(output.rsplit("deploy-exit-status:", 1)[1].split()[0]) if "deploy-exit-status:" in output else -1
-        _, text = deployer.execute(f"cat -- {shlex.quote(log)}", timeout=60)
-        return DeployOutcome(status, text)
+        try:
+            result = run_deploy_argv(deployer, deploy_plan.argv, DeployOptions(env=dict(deploy_plan.env)),
+                                     deploy_plan.mode, workdir=DEPLOYER_FLAKE_DIR, timeout=DEPLOY_TIMEOUT)
+        except DeployError as exc:
+            raise RehearsalError(f"the deploy could not run on the twins' deployer: {exc}") from exc
+        return DeployOutcome(result.exit_code, result.log)
 
     def _copy_to_deployer(self, deploy_plan: DeployPlan) -> str:
         """The head's flake and inputs (`nix flake archive`) and every profile the plan deploys
