@@ -62,13 +62,15 @@ def resolve(repo: Path, ref: str, what: str) -> str:
     return done.stdout.strip()
 
 
-def _add(repo: Path, path: Path, commit: str) -> None:
+def add(repo: Path, path: Path, commit: str) -> None:
+    """A detached work tree of `commit` at `path`."""
     done = _git(repo, "worktree", "add", "--detach", "--quiet", str(path), commit)
     if done.returncode != 0:
         raise RehearsalError(f"git worktree add of {commit[:12]} failed: {done.stderr.strip()}")
 
 
-def _remove(repo: Path, path: Path) -> None:
+def remove(repo: Path, path: Path) -> None:
+    """The work tree and git's record of it, whatever state it is in."""
     _git(repo, "worktree", "remove", "--force", "--force", str(path))
 
 
@@ -93,7 +95,7 @@ def checked_out(repo: Path, base_ref: str, head_ref: str, parent: Path | None = 
         trees = []
         for side, ref, commit in (("base", base_ref, base_commit), ("head", head_ref, head_commit)):
             path = top / side
-            _add(repo, path, commit)
+            add(repo, path, commit)
             added.append(path)
             trees.append(Tree(ref, commit, path))
         yield Trees(*trees)
@@ -107,7 +109,7 @@ def checked_out(repo: Path, base_ref: str, head_ref: str, parent: Path | None = 
 
 def _clean(repo: Path, top: Path, added: list[Path]) -> list[str]:
     for path in added:
-        _remove(repo, path)
+        remove(repo, path)
     shutil.rmtree(top, ignore_errors=True)
     _git(repo, "worktree", "prune")
     problems = [f"{top} is still there"] if top.exists() else []

@@ -14,7 +14,7 @@ from typing import Iterator, Mapping, Sequence
 from harness import cache, nixos
 from harness.fleet import Fleet
 from harness.images.nixos import REPO
-from harness.twins import twin_fleet
+from harness.twins import twin_fleet, worktrees
 from harness.twins.fleet_spec import DEPLOYER, TwinFacts, twin_spec
 from harness.twins.plan import DeployPlan
 from harness.twins.rehearse import DeployOutcome
@@ -32,8 +32,7 @@ def variant_tree(parent: Path, label: str, extra: str = "") -> Path:
     """A git worktree of this checkout's HEAD whose hosts all carry `/etc/ndh-twin-variant` =
     `label` (and the module text `extra`): a system that differs from the booted one."""
     tree = parent / label
-    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), "HEAD"],
-                   check=True, capture_output=True)
+    worktrees.add(REPO, tree, "HEAD")
     flake = tree / "flake.nix"
     text = flake.read_text()
     if MODULES_LINE not in text:
@@ -138,5 +137,4 @@ def boot_lab(facts: Mapping[str, TwinFacts], hosts: Sequence[str], accel: str,
         finally:
             fleet.close()
             for tree in Path(scratch).iterdir():
-                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)],
-                               capture_output=True)
+                worktrees.remove(REPO, tree)
