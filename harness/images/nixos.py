@@ -27,7 +27,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from .. import nix
 from .prebuilt import ENV as PREBUILT_ENV, prebuilt_scripts
@@ -149,35 +149,52 @@ def _build(
     if prebuilt is not None:  # already built, e.g. as inputs of a Nix check: no nix here
         progress(f"NixOS test nodes {', '.join(nodes)}: the start scripts of ${PREBUILT_ENV}, no nix build")
         return prebuilt
-    try:
-        executable = nix.find_nix()
-        old = nix.too_old(executable)  # checked first: an old nix fails on nixpkgs unhelpfully
-    except nix.NixUnavailable as exc:
-        return NixosImageUnavailable(f"no nix: {exc}")
-    if old is not None:
-        return NixosImageUnavailable(old)
-    installables = [image.installable(node) for node in nodes]
     progress(
         f"building the NixOS test nodes {', '.join(nodes)} with nix "
         f"({image.flake}#vmChecks.{image.system}.{image.check}; the first build takes long, "
         "nix's progress follows)"
     )
     try:
-        outputs = nix.build(
-            installables,
-            nix=executable,
-            timeout=image.build_timeout,
-            options=dict(image.nix_options),
-            progress=lambda line: progress(f"nix: {line}"),
-        )
+        return build_start_scripts([image.installable(node) for node in nodes], nodes, "the NixOS test nodes",
+                                   options=dict(image.nix_options), timeout=image.build_timeout,
+                                   progress=progress)
+    except NixosImageUnavailable as exc:
+        return exc
+
+
+def build_start_scripts(
+    installables: Sequence[str],
+    nodes: Sequence[str],
+    what: str,
+    *,
+    options: Mapping[str, str],
+    timeout: float | None,
+    progress: Callable[[str], None],
+) -> dict[str, Path]:
+    """One `nix build` of the installables; each node's `run-<node>-vm` among the outputs.
+    Raises NixosImageUnavailable with the reason: no nix, a nix too old for current nixpkgs
+    (checked first: an old nix fails on nixpkgs unhelpfully), or nix's first error lines."""
+    try:
+        executable = nix.find_nix()
+        old = nix.too_old(executable)
+    except nix.NixUnavailable as exc:
+        raise NixosImageUnavailable(f"no nix: {exc}") from exc
+    if old is not None:
+        raise NixosImageUnavailable(old)
+    try:
+        outputs = nix.build(installables, nix=executable, timeout=timeout, options=options,
+                            progress=lambda line: progress(f"nix: {line}"))
     except nix.NixError as exc:
         lines = [line for line in exc.excerpt.splitlines() if not line.startswith("(use '--show-trace'")]
         excerpt = "\n".join(lines[:REASON_LINES]) or "(no output on stderr)"
-        return NixosImageUnavailable(
-            f"nix cannot build the NixOS test nodes ({exc.kind.name}): {excerpt}\n"
+        raise NixosImageUnavailable(
+            f"nix cannot build {what} ({exc.kind.name}): {excerpt}\n"
             f"What to do: {exc.kind.hint}"
-        )
-    return _scripts_by_node(outputs, nodes)
+        ) from exc
+    scripts = _scripts_by_node(outputs, nodes)
+    if isinstance(scripts, NixosImageUnavailable):
+        raise scripts
+    return scripts
 
 
 def _scripts_by_node(outputs: Sequence[str], nodes: Sequence[str]) -> dict[str, Path] | NixosImageUnavailable:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .. import nix
-from ..images.nixos import REASON_LINES, NixosImageUnavailable, _scripts_by_node, default_flake
+from ..images.nixos import REASON_LINES, build_start_scripts, default_flake
 from ..specs import FleetSpec, NodeSpec
 
 DEPLOYER = "deployer"
@@ -66,10 +66,10 @@ def read_facts(flake: str, *, nix_executable: str | None = None, timeout: float 
     """`nix eval --json <flake>#twinFacts`, offline (no substituter, no flake registry)."""
     try:
         data = nix.eval_json(f"{flake}#{FACTS_OUTPUT}", nix=nix_executable, timeout=timeout,
-                             options=nix.OFFLINE_OPTIONS,
-                             )
+                             options=nix.OFFLINE_OPTIONS)
     except nix.NixError as exc:
-        raise TwinsError(f"cannot evaluate {flake}#{FACTS_OUTPUT}: {exc.excerpt.splitlines()[:REASON_LINES]}") from exc
+        excerpt = "\n".join(exc.excerpt.splitlines()[:REASON_LINES])
+        raise TwinsError(f"cannot evaluate {flake}#{FACTS_OUTPUT}: {excerpt}") from exc
     return facts_from_json(data)
 
 
@@ -163,24 +163,9 @@ def build_twin_vms(image: TwinImage, nodes: tuple[str, ...], progress: Callable[
     with _lock:
         if (image, nodes) in _built:
             return _built[(image, nodes)]
-    try:
-        executable = nix.find_nix()
-        old = nix.too_old(executable)
-    except nix.NixUnavailable as exc:
-        raise NixosImageUnavailable(f"no nix: {exc}") from exc
-    if old is not None:
-        raise NixosImageUnavailable(old)
     progress(f"building the twins {', '.join(nodes)} with nix from {image.flake} (the first build takes long)")
-    try:
-        outputs = nix.build([image.installable(n) for n in nodes], nix=executable, timeout=image.build_timeout,
-                            options=dict(image.nix_options), progress=lambda line: progress(f"nix: {line}"))
-    except nix.NixError as exc:
-        excerpt = "\n".join(exc.excerpt.splitlines()[:REASON_LINES]) or "(no output on stderr)"
-        raise NixosImageUnavailable(f"nix cannot build the twins ({exc.kind.name}): {excerpt}\n"
-                                    f"What to do: {exc.kind.hint}") from exc
-    scripts = _scripts_by_node(outputs, nodes)
-    if isinstance(scripts, NixosImageUnavailable):
-        raise scripts
+    scripts = build_start_scripts([image.installable(n) for n in nodes], nodes, "the twins",
+                                  options=dict(image.nix_options), timeout=image.build_timeout, progress=progress)
     with _lock:
         _built[(image, nodes)] = scripts
     return scripts
